@@ -1,0 +1,89 @@
+"""The `tsn` command line: parses arguments, calls the library (`tsn_cli.*`) and renders results.
+
+Every command lives in its own module here; this one assembles the Typer app and turns `TsnError` into a
+one-line message with the error's exit code (a traceback only with `--debug`).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from tsn_cli import __version__
+from tsn_cli.errors import TsnError
+
+app = typer.Typer(
+    name="tsn",
+    help="Train, evaluate, export and serve TSN (Temporal Segment Networks) video classifiers on PaddlePaddle.\n\n"
+    "Typical use: tsn prepare ucf101 data/ucf101 ; tsn train --config configs/tsn_ucf101_videos.yaml ; "
+    "tsn eval --weights output/TSN_ucf101/TSN_best.pdparams ; tsn export ... ; tsn predict video.avi --model DIR",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tsn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    """TSN video classification: prepare -> train -> eval -> export -> predict."""
+    _state["debug"] = debug
+
+
+def _register() -> None:
+    from tsn_cli.cli import evaluate, export, predict, train
+
+    try:
+        from tsn_cli.cli.prepare import prepare_app
+    except ImportError:  # pragma: no cover - only while the prepare commands are being written
+        prepare_app = None
+    if prepare_app is not None:
+        app.add_typer(prepare_app, name="prepare", help="Build file lists and extract frames (UCF101, Kinetics-400, demo).")
+    app.command("train")(train.train)
+    app.command("eval")(evaluate.evaluate)
+    app.command("export")(export.export)
+    app.command("predict")(predict.predict)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        app(prog_name="tsn")
+    except TsnError as exc:
+        if debug:
+            raise
+        from tsn_cli.ui import err_console, safe
+
+        err_console.print(f"[bold red]error:[/] {safe(exc)}")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        from tsn_cli.ui import err_console
+
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except Exception as exc:  # an unexpected bug: still one line unless --debug
+        if debug:
+            raise
+        from tsn_cli.ui import err_console, safe
+
+        err_console.print(
+            f"[bold red]error:[/] {safe(type(exc).__name__)}: {safe(str(exc).splitlines()[0] if str(exc) else '')} "
+            "(run with --debug for the traceback)"
+        )
+        sys.exit(3)
