@@ -1,0 +1,339 @@
+"""The TSN dataset and its DataLoader: reproducible augmentation with worker processes, and bad samples that
+never crash training.
+
+Sample tuple (what ``dataset[i]`` returns and the loader batches)::
+
+    (clip  float32 [V, 3, t, t],   V = views * seg_num  (train: seg_num; test views crop-major)
+     label int64,                  the label of the clip actually returned
+     index int64,                  the dataset index that was ASKED for (0..len-1)
+     ok    int64)                  1 = the sample at `index` was read; 0 = it was bad
+
+* train: a bad sample is replaced (the clip and label come from another sample, so every row of a batch is
+  usable for training); ``ok = 0`` marks the row so the main process can count and log it.
+* eval (``train=False``): nothing is replaced; a bad sample gives a zero clip with ``ok = 0`` -- drop those rows
+  from scoring and report them.
+
+Call ``dataset.collect(index, ok)`` in the main process with every batch's ``index``/``ok``: it records newly
+seen bad samples (``path -> reason``; the reason is found again in the main process by repeating the same
+deterministic load, because worker processes cannot share memory with it) and returns them so the caller logs
+each once. ``bad_samples()`` gives all of them.
+
+Reproducibility: every sample's randomness (frame choice, crop, flip, replacement) comes from
+``numpy.random.default_rng([seed, epoch, index, attempt])`` -- not from per-process state -- so batches are
+identical with 0 or N workers and across runs. The batch sampler carries the epoch into the indices it yields
+(``(epoch + 1) * len + index``), so worker processes need no shared state. The shuffle order is
+``default_rng([seed, epoch])``. The epoch advances each time the loader is iterated; ``loader.set_epoch(e)``
+sets it explicitly (e.g. when resuming).
+
+Memory is bounded: one decoder per sample at a time (closed after use), at most ``prefetch_factor *
+workers`` batches in flight.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from typing import Sequence
+
+import numpy as np
+
+from tsn_cli.data.video import DEFAULT_FRAME_TEMPLATE, open_source
+from tsn_cli.data.views import load_clip
+from tsn_cli.errors import DataError, DecodeError
+
+MAX_REPLACEMENT_TRIES = 10
+
+
+def _rng(seed: int, epoch: int, index: int, attempt: int = 0) -> np.random.Generator:
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch), int(index), int(attempt)])
+
+
+class _TSNDatasetBase:
+    """Map-style dataset of TSN clips (see the module docstring for the sample tuple and bad-sample handling).
+
+    ``records``: `VideoRecord`s; ``fmt``: ``"video"`` | ``"frames"``; ``transform``: `TrainTransform`
+    (train) or `TestTransform`; ``views``: views per segment (defaults to ``transform.views``).
+    """
+
+    def __init__(
+        self,
+        records: Sequence,
+        fmt: str,
+        seg_num: int,
+        transform,
+        train: bool,
+        seed: int = 0,
+        frame_template: str = DEFAULT_FRAME_TEMPLATE,
+        views: int | None = None,
+    ):
+        if fmt not in ("video", "frames"):
+            raise ValueError(f"unknown format {fmt!r} (allowed: video, frames)")
+        self.records = list(records)
+        if not self.records:
+            raise DataError("the dataset is empty (no usable list lines)")
+        self.fmt = fmt
+        self.seg_num = int(seg_num)
+        self.transform = transform
+        self.train = bool(train)
+        self.seed = int(seed)
+        self.frame_template = frame_template
+        tviews = int(getattr(transform, "views", 1))
+        if views is not None and int(views) != tviews and hasattr(transform, "views"):
+            raise ValueError(f"views={views} but the transform makes {tviews} view(s) per segment")
+        self.views = int(views) if views is not None else tviews
+        self.target_size = int(getattr(transform, "target_size", 224))
+        self.epoch = 0
+        # Reasons seen in THIS process (the main process when workers=0, else a worker's private copy).
+        self._local_bad: dict[int, str] = {}
+        # Main-process registry filled by collect(): index -> reason, path -> reason.
+        self._bad_by_index: dict[int, str] = {}
+        self._bad: dict[str, str] = {}
+
+    # ------------------------------------------------------------------------------------- basics
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def clip_shape(self) -> tuple[int, int, int, int]:
+        """Shape of one sample's clip: ``(views * seg_num, 3, t, t)``."""
+        return (self.views * self.seg_num, 3, self.target_size, self.target_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch used for ``dataset[i]`` with ``i < len`` (the loader encodes the epoch in the index instead)."""
+        self.epoch = int(epoch)
+
+    def _split_key(self, key) -> tuple[int, int]:
+        key = int(key)
+        n = len(self.records)
+        if key < 0:
+            raise IndexError(key)
+        if key >= n:  # a loader key: (epoch + 1) * n + index
+            return key % n, key // n - 1
+        return key, self.epoch
+
+    # ------------------------------------------------------------------------------------ loading
+    def _load(self, index: int, epoch: int, attempt: int) -> np.ndarray:
+        rec = self.records[index]
+        rng = _rng(self.seed, epoch, index, attempt)
+        with open_source(rec, self.fmt, self.frame_template) as src:
+            clip = load_clip(src, self.seg_num, self.transform, self.train, rng)
+        if clip.shape != self.clip_shape:
+            raise DecodeError(rec.path, f"clip has shape {clip.shape}, expected {self.clip_shape}")
+        return clip
+
+    def _try_load(self, index: int, epoch: int, attempt: int) -> tuple[np.ndarray | None, str | None]:
+        try:
+            return self._load(index, epoch, attempt), None
+        except DecodeError as exc:
+            return None, exc.reason
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # any decoder/transform failure must not kill a worker
+            return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}".rstrip(": ")
+
+    def __getitem__(self, key):
+        index, epoch = self._split_key(key)
+        clip, reason = self._try_load(index, epoch, 0)
+        if clip is not None:
+            return clip, np.int64(self.records[index].label), np.int64(index), np.int64(1)
+        self._local_bad[index] = reason
+        if not self.train:
+            return (np.zeros(self.clip_shape, dtype=np.float32), np.int64(self.records[index].label),
+                    np.int64(index), np.int64(0))
+        # Deterministic replacement: candidates drawn from an rng of (seed, epoch, index).
+        pick = np.random.default_rng([self.seed & 0xFFFFFFFF, epoch, index, 0x5EED])
+        n = len(self.records)
+        for attempt in range(1, MAX_REPLACEMENT_TRIES + 1):
+            j = int(pick.integers(n)) if n > 1 else index
+            if j == index or j in self._local_bad:
+                continue
+            clip, why = self._try_load(j, epoch, attempt)
+            if clip is not None:
+                return clip, np.int64(self.records[j].label), np.int64(index), np.int64(0)
+            self._local_bad[j] = why
+        raise DataError(
+            f"{self.records[index].path}: unreadable ({reason}), and {MAX_REPLACEMENT_TRIES} replacement samples "
+            "failed too -- check the dataset (tsn prepare check)"
+        )
+
+    # ------------------------------------------------------------------------------- bad samples
+    def reason(self, index: int) -> str:
+        """Why sample ``index`` cannot be read (repeats the deterministic load if this process has not seen it)."""
+        index = int(index)
+        if index in self._bad_by_index:
+            return self._bad_by_index[index]
+        if index in self._local_bad:
+            return self._local_bad[index]
+        sampler = getattr(self, "_sampler", None)
+        epoch = sampler.epoch if sampler is not None else self.epoch
+        _, why = self._try_load(index, epoch, 0)
+        return why or "unreadable (not reproducible: the sample loads now)"
+
+    def collect(self, index, ok) -> list[tuple[str, str]]:
+        """Record the bad rows of a batch (``index``/``ok`` as returned by the loader: tensors, arrays or lists).
+
+        Returns the newly seen ``(path, reason)`` pairs, so the caller can log each bad sample once.
+        """
+        idx = _to_numpy(index).reshape(-1)
+        okv = _to_numpy(ok).reshape(-1)
+        new: list[tuple[str, str]] = []
+        for i in idx[okv == 0].tolist():
+            if i in self._bad_by_index:
+                continue
+            why = self.reason(i)
+            self._bad_by_index[i] = why
+            path = self.records[i].path
+            if path not in self._bad:
+                self._bad[path] = why
+                new.append((path, why))
+        return new
+
+    def bad_samples(self) -> dict[str, str]:
+        """All bad samples recorded by `collect` (in this process, and directly by ``__getitem__`` when there are
+        no workers): ``path -> reason``."""
+        return dict(self._bad)
+
+    @property
+    def bad_count(self) -> int:
+        """Number of distinct bad samples recorded so far."""
+        return len(self._bad)
+
+
+def _to_numpy(x) -> np.ndarray:
+    if hasattr(x, "numpy"):
+        x = x.numpy()
+    return np.asarray(x, dtype=np.int64)
+
+
+_CLASS = None
+
+
+def _dataset_class():
+    """Build ``TSNDataset`` as a subclass of ``paddle.io.Dataset`` on first use (paddle is imported lazily)."""
+    global _CLASS
+    if _CLASS is None:
+        from tsn_cli.engine.device import import_paddle
+
+        paddle = import_paddle()
+        _CLASS = type(
+            "TSNDataset",
+            (_TSNDatasetBase, paddle.io.Dataset),
+            {"__module__": __name__, "__qualname__": "TSNDataset", "__doc__": _TSNDatasetBase.__doc__},
+        )
+    return _CLASS
+
+
+def __getattr__(name):
+    """Module attribute ``TSNDataset`` resolves to the paddle.io.Dataset subclass (built lazily)."""
+    if name == "TSNDataset":
+        return _dataset_class()
+    raise AttributeError(name)
+
+
+# ------------------------------------------------------------------------------------------- loader
+class EpochBatchSampler:
+    """Batches of ``(epoch + 1) * n + index`` keys: shuffled with ``default_rng([seed, epoch])`` when ``shuffle``,
+    sharded across ``world`` ranks (padded by repeating, as Paddle's DistributedBatchSampler) when distributed.
+
+    The epoch advances by one each time the sampler is iterated; `set_epoch` overrides it.
+    """
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, drop_last: bool, seed: int = 0,
+                 rank: int = 0, world: int = 1):
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.n = int(n)
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.seed = int(seed)
+        self.rank = int(rank)
+        self.world = max(1, int(world))
+        self.epoch = 0
+        self._next_epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use ``epoch`` for the next iteration (shuffle order and augmentation)."""
+        self._next_epoch = int(epoch)
+
+    def _indices(self, epoch: int) -> np.ndarray:
+        idx = np.arange(self.n, dtype=np.int64)
+        if self.shuffle:
+            idx = np.random.default_rng([self.seed & 0xFFFFFFFF, epoch]).permutation(self.n)
+        if self.world > 1:
+            per_rank = math.ceil(self.n / self.world)
+            total = per_rank * self.world
+            if total > self.n:
+                idx = np.concatenate([idx, idx[: total - self.n]])
+            idx = idx[self.rank:total:self.world]
+        return idx
+
+    def __iter__(self):
+        epoch = self._next_epoch
+        self.epoch = epoch
+        self._next_epoch = epoch + 1
+        keys = self._indices(epoch) + (epoch + 1) * self.n
+        bs = self.batch_size
+        for start in range(0, len(keys), bs):
+            batch = keys[start:start + bs]
+            if len(batch) < bs and self.drop_last:
+                break
+            yield batch.tolist()
+
+    def __len__(self) -> int:
+        per_rank = math.ceil(self.n / self.world) if self.world > 1 else self.n
+        return per_rank // self.batch_size if self.drop_last else math.ceil(per_rank / self.batch_size)
+
+
+def _worker_init(seed: int):
+    def init(worker_id: int) -> None:
+        # Per-worker seeds for any library that uses global RNGs (our own sampling never does).
+        s = (int(seed) * 1000003 + worker_id) & 0xFFFFFFFF
+        np.random.seed(s)
+        random.seed(s)
+        try:
+            import cv2
+
+            cv2.setNumThreads(1)  # workers are the parallelism; cv2 threads would oversubscribe the cores
+        except Exception:  # pragma: no cover
+            pass
+
+    return init
+
+
+def build_loader(dataset, batch_size: int, shuffle: bool, workers: int, seed: int = 0, drop_last: bool = False,
+                 distributed: bool = False, prefetch_factor: int = 2, timeout: int = 0):
+    """A ``paddle.io.DataLoader`` over ``dataset`` with reproducible, epoch-aware batches.
+
+    Batches are ``[clip [N,V,3,t,t] float32, label [N] int64, index [N] int64, ok [N] int64]`` (paddle tensors).
+    ``loader.set_epoch(e)`` selects the epoch of the next pass (it also advances by itself on each pass).
+    With ``distributed`` the data is sharded by ``paddle.distributed`` rank; the last batch may repeat samples
+    (use ``index`` to de-duplicate in eval).
+    """
+    from tsn_cli.engine.device import import_paddle
+
+    paddle = import_paddle()
+    rank, world = 0, 1
+    if distributed:
+        rank = int(paddle.distributed.get_rank())
+        world = int(paddle.distributed.get_world_size())
+    sampler = EpochBatchSampler(len(dataset), batch_size, shuffle, drop_last, seed, rank, world)
+    workers = max(0, int(workers))
+    kwargs = dict(batch_sampler=sampler, num_workers=workers, return_list=True, use_shared_memory=workers > 0,
+                  timeout=int(timeout))
+    if workers > 0:
+        kwargs.update(worker_init_fn=_worker_init(seed), prefetch_factor=int(prefetch_factor), persistent_workers=False)
+    loader = paddle.io.DataLoader(dataset, **kwargs)
+    dataset._sampler = sampler  # collect() repeats failed loads with the epoch being iterated
+    loader.set_epoch = sampler.set_epoch  # type: ignore[attr-defined]
+    loader.epoch_sampler = sampler  # type: ignore[attr-defined]
+    return loader
+
+
+def set_epoch(loader, epoch: int) -> None:
+    """Select the epoch of the loader's next pass (same as ``loader.set_epoch``)."""
+    loader.epoch_sampler.set_epoch(epoch)
+
+
+__all__ = ["TSNDataset", "EpochBatchSampler", "build_loader", "set_epoch", "MAX_REPLACEMENT_TRIES"]
