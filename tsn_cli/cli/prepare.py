@@ -83,7 +83,8 @@ def _render_report(report, json_out: bool) -> None:
     else:
         rows = [(l.path, l.kind, l.subset or "-", l.split or "-", l.rows) for l in report.lists]
         console.print(table(f"{report.dataset}: lists written", ["file", "kind", "subset", "split", "rows"], rows, numeric=(4,)))
-        summary = [("classes", report.num_classes), ("videos referenced", report.videos), ("usable", report.ok), ("skipped", len(report.bad))]
+        summary = [("classes", report.num_classes), ("videos referenced", report.videos), ("usable", report.ok), ("skipped", len(report.bad)),
+                   ("video checks", "every frame decoded" if report.checks == "full" else "opened + first frame (--verify decodes all)")]
         if report.extraction:
             ex = report.extraction
             summary += [

@@ -46,6 +46,7 @@ class PrepareReport:
     bad: list[BadEntry] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     extraction: dict | None = None  # extracted / existing / frames / seconds / frames_per_s when --frames
+    checks: str = "quick"  # "quick": opened + first frame decoded; "full": every frame decoded (--verify/--frames)
 
     @property
     def exit_code(self) -> int:

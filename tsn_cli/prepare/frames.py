@@ -129,7 +129,9 @@ def safe_join(base: str | os.PathLike, rel: str) -> Path:
 
 
 def _cv2():
-    """Import cv2 quietly (no 'can't open by name' warnings on bad files) and single-threaded."""
+    """Import cv2 quietly: no 'can't open by name' warnings and no FFmpeg chatter ("moov atom not found")
+    for bad files -- those are reported in our table instead. A user's OPENCV_FFMPEG_LOGLEVEL wins."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when the first capture opens
     import cv2
 
     try:

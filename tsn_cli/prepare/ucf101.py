@@ -212,6 +212,7 @@ def prepare_ucf101(
         if not res.ok:
             report.bad.append(BadEntry(res.key, res.reason or "bad", ""))
     report.ok = sum(1 for r in results if r.ok)
+    report.checks = "full" if (frames or verify) else "quick"
     if frames:
         report.extraction = extraction_summary(stats, frames_root)
 
