@@ -47,7 +47,9 @@ class CheckReport:
 
 
 def detect_format(list_file: str | os.PathLike) -> str:
-    """'frames' if every content line ends in two integers (frame_dir num_frames label), else 'video'."""
+    """'frames' if most content lines end in two integers (frame_dir num_frames label), else 'video'.
+
+    A majority (not all) so that a few broken lines do not flip the format and hide the real problems."""
     try:
         text = Path(list_file).read_bytes()[:1 << 20].decode("utf-8-sig", errors="replace")
     except OSError as exc:
@@ -60,7 +62,7 @@ def detect_format(list_file: str | os.PathLike) -> str:
         return s.lstrip("-").isdigit()
 
     frames = sum(1 for p in lines if len(p) >= 3 and is_int(p[-1]) and is_int(p[-2]))
-    return "frames" if frames == len(lines) else "video"
+    return "frames" if 2 * frames > len(lines) else "video"
 
 
 def _resolve_video(path: str, suffix_given: bool) -> str:
