@@ -134,19 +134,15 @@ def ucf101(
 ) -> None:
     """Write UCF101 train/val lists for each split (PaddleVideo formats and names), optionally extracting frames.
 
-    Writes into OUT (default ROOT): ucf101_{train,val}_split_{n}_videos.txt ("path label"), with --frames also
-    ucf101_{train,val}_split_{n}_rawframes.txt ("frame_dir num_frames label") and rawframes/<Class>/<video>/,
-    plus ucf101_label_list.txt ("0 ApplyEyeMakeup"). Labels are 0-based from classInd.txt. Missing, empty,
-    unreadable or truncated videos are left out and listed at the end (exit code 1). Frame extraction is
-    resumable: run the same command again after an interruption.
+    Writes into OUT (default ROOT): ucf101_{train,val}_split_{n}_videos.txt ("path label"), with --frames also ucf101_{train,val}_split_{n}_rawframes.txt ("frame_dir num_frames label") and rawframes/<Class>/<video>/, plus ucf101_label_list.txt ("0 ApplyEyeMakeup"). Labels are 0-based from classInd.txt. Missing, empty, unreadable or truncated videos are left out and listed at the end (exit code 1). Frame extraction is resumable: run the same command again after an interruption.
 
     [bold]Examples[/]
 
-      tsn prepare ucf101 data/ucf101
+        tsn prepare ucf101 data/ucf101
 
-      tsn prepare ucf101 data/ucf101 --split 1 --frames --short-side 256 --workers 8
+        tsn prepare ucf101 data/ucf101 --split 1 --frames --short-side 256 --workers 8
 
-      tsn prepare ucf101 data/ucf101 --out lists/ --absolute --json
+        tsn prepare ucf101 data/ucf101 --out lists/ --absolute --json
     """
     from tsn_cli.prepare.ucf101 import prepare_ucf101
 
@@ -175,17 +171,13 @@ def k400(
 ) -> None:
     """Write Kinetics-400 lists from the official CSVs, carrying on past the videos every copy misses.
 
-    Writes into OUT (default ROOT): Kinetics-400_label_list.txt ("0 abseiling", sorted class names with spaces
-    as underscores), train.list / val.list ("path label") and, with --frames, train_frames.list /
-    val_frames.list ("frame_dir num_frames label") with frames in rawframes/<label>/<video stem>/. Videos are
-    found by file name (<youtube_id>_<start:06d>_<end:06d>.<ext> or <youtube_id>.<ext>) anywhere under ROOT.
-    Missing and bad videos are counted, listed and left out (exit code 1).
+    Writes into OUT (default ROOT): Kinetics-400_label_list.txt ("0 abseiling", sorted class names with spaces as underscores), train.list / val.list ("path label") and, with --frames, train_frames.list / val_frames.list ("frame_dir num_frames label") with frames in rawframes/<label>/<video stem>/. Videos are found by file name (<youtube_id>_<start:06d>_<end:06d>.<ext> or <youtube_id>.<ext>) anywhere under ROOT. Missing and bad videos are counted, listed and left out (exit code 1).
 
     [bold]Examples[/]
 
-      tsn prepare k400 data/k400/videos --annotations data/k400/annotations --out data/k400
+        tsn prepare k400 data/k400/videos --annotations data/k400/annotations --out data/k400
 
-      tsn prepare k400 data/k400/videos -a data/k400/annotations --frames --short-side 256 --json
+        tsn prepare k400 data/k400/videos -a data/k400/annotations --frames --short-side 256 --json
     """
     from tsn_cli.prepare.k400 import prepare_k400
 
@@ -209,15 +201,13 @@ def demo(
 ) -> None:
     """Write a small synthetic dataset in the exact UCF101 layout, for the quick start and tests.
 
-    Classes differ in what each frame shows (shape, colour, texture), with random position, size, motion,
-    background and noise, so a small TSN learns them in minutes on a CPU. Writes UCF-101/<Class>/*.avi
-    (320x240 MJPG), ucfTrainTestlist/ (classInd.txt, trainlist0N.txt, testlist0N.txt, CRLF) and example.avi.
+    Classes differ in what each frame shows (shape, colour, texture), with random position, size, motion, background and noise, so a small TSN learns them in minutes on a CPU. Writes UCF-101/<Class>/*.avi (320x240 MJPG), ucfTrainTestlist/ (classInd.txt, trainlist0N.txt, testlist0N.txt, CRLF) and example.avi.
 
     [bold]Examples[/]
 
-      tsn prepare demo demo_data && tsn prepare ucf101 demo_data --split 1
+        tsn prepare demo demo_data && tsn prepare ucf101 demo_data --split 1
 
-      tsn prepare demo demo_data --num-classes 8 --videos-per-class 20 --seed 1
+        tsn prepare demo demo_data --num-classes 8 --videos-per-class 20 --seed 1
     """
     from tsn_cli.prepare.demo import make_demo
     from tsn_cli.ui import console, print_json, table
@@ -250,17 +240,15 @@ def check(
 ) -> None:
     """Check every entry of a list (ours or PaddleVideo's) with the same checks as extraction.
 
-    Videos: exists, non-empty, opens, every frame decodes, no fewer frames than the container claims.
-    Frame folders: img_00001.jpg..img_N.jpg present with N as listed, no empty/truncated JPEG, first, middle
-    and last frame decode. Bad lines and entries are listed; exit code 1 if there are any.
+    Videos: exists, non-empty, opens, every frame decodes, no fewer frames than the container claims. Frame folders: img_00001.jpg..img_N.jpg present with N as listed, no empty/truncated JPEG, first, middle and last frame decode. Bad lines and entries are listed; exit code 1 if there are any.
 
     [bold]Examples[/]
 
-      tsn prepare check data/ucf101/ucf101_train_split_1_videos.txt
+        tsn prepare check data/ucf101/ucf101_train_split_1_videos.txt
 
-      tsn prepare check data/k400/train_frames.list --json
+        tsn prepare check data/k400/train_frames.list --json
 
-      tsn prepare check old_list.txt --video-suffix .avi --write-clean clean_list.txt
+        tsn prepare check old_list.txt --video-suffix .avi --write-clean clean_list.txt
     """
     from tsn_cli.prepare.check import check_list
     from tsn_cli.ui import console, print_json, table
