@@ -435,9 +435,14 @@ def run_jobs(
 
     try:
         if workers <= 1 or len(jobs) <= 1:
-            _worker_init()
-            for i, job in enumerate(jobs):
-                record(i, _run_one(job, opts))
+            cv2 = _cv2()
+            threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            try:
+                for i, job in enumerate(jobs):
+                    record(i, _run_one(job, opts))
+            finally:
+                cv2.setNumThreads(threads)  # leave the caller's OpenCV as it was
         else:
             _run_pool(jobs, opts, min(workers, len(jobs)), record)
     except OSError as exc:
