@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -367,6 +368,14 @@ def _strip_known_prefixes(key: str) -> str:
     return key
 
 
+_BACKBONE_KEY = re.compile(r"^(backbone\.)?(conv\.|res\d)")
+
+
+def _looks_backbone(key: str) -> bool:
+    """True for ResNet-backbone-style keys (``conv.*``, ``res2a.*``, with or without ``backbone.``)."""
+    return bool(_BACKBONE_KEY.match(key))
+
+
 def match_state(model_shapes: dict[str, tuple], state: dict[str, np.ndarray], part: str = "full",
                 path: str = "") -> tuple[dict[str, np.ndarray], LoadReport]:
     """Pair file tensors with model keys (pure numpy; no paddle). Returns (values to set, report).
@@ -407,9 +416,11 @@ def load_weights(model, path: str | os.PathLike, part: str = "full", min_fractio
     """Load a weights file into `model` (a TSN) and report what matched.
 
     Shape-mismatched tensors (a 400-class FC into a 101-class model) are skipped and listed; missing tensors keep
-    their initial values; extra file tensors are ignored. Raises :class:`CheckpointError` when fewer than
-    `min_fraction` of the targeted tensors (by count or by number of values) load — a file of another
-    architecture — or when the file is unreadable/unsafe. Nothing is changed in the model in that case.
+    their initial values; extra file tensors are ignored. Raises :class:`CheckpointError` — and changes nothing
+    in the model — when the file is unreadable/unsafe or is of another architecture: fewer than `min_fraction`
+    of the targeted tensors (by count or by number of values) load, or more than 5% of the backbone's tensors
+    are missing from the file, have other shapes, or the file has that many backbone tensors the model lacks
+    (ResNet depths share many names, so the count test alone would let a ResNet-34 file into a ResNet-18).
     """
     state = load_state(path)
     model_state = model.state_dict()
@@ -432,6 +443,20 @@ def load_weights(model, path: str | os.PathLike, part: str = "full", min_fractio
         raise CheckpointError(
             f"{path}: only {len(report.loaded)} of {n_target} {what} match {arch} "
             f"(a checkpoint of another architecture?){hint}"
+        )
+    extra_backbone = [k for k in report.unexpected if _looks_backbone(k)]
+    if len(extra_backbone) > 0.05 * n_backbone:
+        # e.g. a ResNet-34 file into a ResNet-18: every ResNet-18 name exists there with the same shape
+        raise CheckpointError(
+            f"{path}: the file has {len(extra_backbone)} backbone tensors that {arch} does not have "
+            f"(a checkpoint of another depth or architecture?); e.g. {extra_backbone[0]}"
+        )
+    missing_backbone = [k for k in report.missing if k.startswith("backbone.")]
+    if len(missing_backbone) > 0.05 * n_backbone:
+        # e.g. a ResNet-18 file into a ResNet-34: the shared names load, the extra blocks would stay random
+        raise CheckpointError(
+            f"{path}: {len(missing_backbone)} backbone tensors of {arch} are not in the file "
+            f"(a checkpoint of another depth or architecture?); e.g. {missing_backbone[0]}"
         )
     if len(bad_backbone) > 0.05 * n_backbone:
         # The backbone never changes shape between datasets, so many mismatches mean another depth/architecture
