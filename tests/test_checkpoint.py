@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import pickletools
 import sys
 from pathlib import Path
 

@@ -257,7 +257,7 @@ class _CompatPickler(pickle._Pickler):
 
     The pure-Python pickler is used because its ``save_global`` can be overridden (the C one checks that the
     global's ``__module__`` spelling resolves to the same object). Arrays are written as one bytes blob each,
-    so it is as fast as the C pickler for state dicts.
+    so a ResNet-50 state dict takes ~0.5 s (C pickler: ~0.3 s).
     """
 
     _RENAME = {"numpy._core.multiarray": "numpy.core.multiarray"}
@@ -272,7 +272,6 @@ class _CompatPickler(pickle._Pickler):
             self.memoize(obj)
             return
         super().save_global(obj, name)
-
 
 
 def _pickle_bytes(obj) -> bytes:
