@@ -79,6 +79,14 @@ def ours(videos: list[Path], out: Path, workers: int | None) -> int:
     return stats.frames
 
 
+def _cpu() -> float:
+    """CPU seconds used by this process and its finished children (the extraction workers)."""
+    import resource
+
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--copies", type=int, default=6, help="copies of each source clip")
@@ -98,20 +106,29 @@ def main() -> None:
 
         cv2.VideoCapture(str(videos[0])).read()
 
-        t = time.perf_counter()
+        load0 = os.getloadavg()[0]
+        c0, t = _cpu(), time.perf_counter()
         n_base = baseline(videos, work / "baseline")
-        t_base = time.perf_counter() - t
+        t_base, cpu_base = time.perf_counter() - t, _cpu() - c0
 
-        t = time.perf_counter()
+        c0, t = _cpu(), time.perf_counter()
         n_ours = ours(videos, work / "ours", args.workers)
-        t_ours = time.perf_counter() - t
+        t_ours, cpu_ours = time.perf_counter() - t, _cpu() - c0
+        load1 = os.getloadavg()[0]
 
         assert n_base == n_ours, (n_base, n_ours)
         fps_base, fps_ours = n_base / t_base, n_ours / t_ours
         print(f"videos: {len(videos)}  frames: {n_base}  cores: {os.cpu_count()}  workers (ours): {args.workers or default_workers()}")
-        print(f"baseline (1 process, cv2 read + imwrite): {t_base:7.2f} s  {fps_base:8.0f} frames/s")
-        print(f"tsn prepare --frames (run_jobs):          {t_ours:7.2f} s  {fps_ours:8.0f} frames/s")
+        print(f"baseline (1 process, cv2 read + imwrite): {t_base:7.2f} s  {fps_base:8.0f} frames/s  "
+              f"CPU {1000 * cpu_base / n_base:.2f} ms/frame")
+        print(f"tsn prepare --frames (run_jobs):          {t_ours:7.2f} s  {fps_ours:8.0f} frames/s  "
+              f"CPU {1000 * cpu_ours / n_ours:.2f} ms/frame")
         print(f"ratio: {fps_ours / fps_base:.2f}x")
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        print(f"load average during the runs: {load0:.1f} -> {load1:.1f} on {cores} cores")
+        if max(load0, load1) > cores - 0.5:
+            print("note: other processes are using the cores, so the parallel run cannot get them all; "
+                  "compare the CPU ms/frame, and rerun on an idle machine for the wall-clock ratio")
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -455,8 +455,10 @@ def run_jobs(
 def _run_pool(jobs: Sequence[VideoJob], opts: ExtractOptions, workers: int, record) -> None:
     import multiprocessing as mp
 
-    # spawn: safe even though the caller may run threads (rich's live progress refresher); imports are cheap.
-    ctx = mp.get_context("spawn")
+    # The platform's default start method (fork on Linux before Python 3.14, spawn on macOS/Windows). Fork
+    # starts workers instantly and, unlike spawn, also works when __main__ is a notebook or `python -`;
+    # the workers only touch OpenCV and the file system, never locks held by the caller's threads.
+    ctx = mp.get_context()
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
     pending: dict = {}
     it: Iterable[tuple[int, VideoJob]] = iter(enumerate(jobs))
