@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from helpers_prepare import make_ucf_tree, write_video
+from helpers_prepare import make_ucf_tree
 from tsn_cli.cli.prepare import prepare_app
 from tsn_cli.errors import DataError
 from tsn_cli.prepare.check import check_list, detect_format
