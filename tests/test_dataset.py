@@ -299,3 +299,4 @@ def test_batch_sampler_distributed_sharding():
     assert len(keys) == 12  # padded to a multiple of the world size
     assert {k % 10 for k in keys} == set(range(10))
     assert all(10 <= k < 20 for k in keys)  # epoch 0 keys are (0 + 1) * n + index
+

@@ -292,23 +292,20 @@ def _worker_init(seed: int):
         s = (int(seed) * 1000003 + worker_id) & 0xFFFFFFFF
         np.random.seed(s)
         random.seed(s)
-        try:
-            import cv2
-
-            cv2.setNumThreads(1)  # workers are the parallelism; cv2 threads would oversubscribe the cores
-        except Exception:  # pragma: no cover
-            pass
+        # NOT cv2.setNumThreads() here: in a forked child whose parent already started OpenCV's pthreads pool
+        # it deadlocks (measured with this opencv build); OpenCV re-creates its pool after fork by itself.
 
     return init
 
 
 def build_loader(dataset, batch_size: int, shuffle: bool, workers: int, seed: int = 0, drop_last: bool = False,
-                 distributed: bool = False, prefetch_factor: int = 2, timeout: int = 0):
+                 distributed: bool = False, prefetch_factor: int = 2, timeout: int = 600):
     """A ``paddle.io.DataLoader`` over ``dataset`` with reproducible, epoch-aware batches.
 
     Batches are ``[clip [N,V,3,t,t] float32, label [N] int64, index [N] int64, ok [N] int64]`` (paddle tensors).
     ``loader.set_epoch(e)`` selects the epoch of the next pass (it also advances by itself on each pass).
-    With ``distributed`` the data is sharded by ``paddle.distributed`` rank; the last batch may repeat samples
+    With workers, a batch that takes longer than ``timeout`` seconds (a decoder hung) raises instead of
+    hanging the run (0 = wait forever). With ``distributed`` the data is sharded by ``paddle.distributed`` rank; the last batch may repeat samples
     (use ``index`` to de-duplicate in eval).
     """
     from tsn_cli.engine.device import import_paddle
@@ -321,7 +318,7 @@ def build_loader(dataset, batch_size: int, shuffle: bool, workers: int, seed: in
     sampler = EpochBatchSampler(len(dataset), batch_size, shuffle, drop_last, seed, rank, world)
     workers = max(0, int(workers))
     kwargs = dict(batch_sampler=sampler, num_workers=workers, return_list=True, use_shared_memory=workers > 0,
-                  timeout=int(timeout))
+                  timeout=int(timeout) if workers > 0 else 0)
     if workers > 0:
         kwargs.update(worker_init_fn=_worker_init(seed), prefetch_factor=int(prefetch_factor), persistent_workers=False)
     loader = paddle.io.DataLoader(dataset, **kwargs)
