@@ -243,6 +243,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                 data[section].update(values)
             else:
                 data[section] = values
+    touched: list[tuple[str, str]] = []
     for item in overrides or []:
         (section, key), value = parse_override(item)
         if section not in RunConfig.model_fields:
@@ -251,14 +252,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(sec, dict):
             raise ConfigError(f"{source}: section '{section}' must be a mapping")
         sec[key] = value
-        source_item = f"override -o {item}"
-        try:
-            RunConfig.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(_format_error(exc, source_item)) from None
+        touched.append((f"{section}.{key}", item))
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
+        loc = ".".join(str(p) for p in exc.errors()[0]["loc"])
+        # Name the override that set the failing key (or its section), else the file.
+        for dotted, item in reversed(touched):
+            if loc == dotted or loc.startswith(dotted + ".") or dotted.startswith(loc + "."):
+                source = f"override -o {item}"
+                break
         raise ConfigError(_format_error(exc, source)) from None
 
 

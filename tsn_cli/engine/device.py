@@ -7,7 +7,10 @@ noise. Every module that needs paddle calls this (lazily), so `tsn --help` never
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import sys
 import warnings
 
 _THREADS_SET = False
@@ -26,14 +29,22 @@ def import_paddle(threads: int | None = None):
     """Import and return `paddle` with `threads` math threads on CPU (default: `cpu_threads()`)."""
     global _THREADS_SET
     n = threads or cpu_threads()
-    if "paddle" not in __import__("sys").modules:
+    if "paddle" not in sys.modules:
         os.environ.setdefault("OMP_NUM_THREADS", str(n))
         os.environ.setdefault("GLOG_minloglevel", "2")
         os.environ.setdefault("FLAGS_call_stack_level", "0")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*ccache.*")
-        warnings.filterwarnings("ignore", category=UserWarning, module="paddle")
-        import paddle
+    if "paddle" not in sys.modules:
+        # Paddle prints an OMP_NUM_THREADS lecture to stderr whenever more than one thread is asked for;
+        # we set the count on purpose, so swallow exactly that and pass anything else through.
+        buf = io.StringIO()
+        with warnings.catch_warnings(), contextlib.redirect_stderr(buf):
+            warnings.filterwarnings("ignore", message=".*ccache.*")
+            warnings.filterwarnings("ignore", category=UserWarning, module="paddle")
+            import paddle  # noqa: F401
+        rest = [ln for ln in buf.getvalue().splitlines() if "OMP_NUM_THREADS" not in ln and ln.strip()]
+        if rest:
+            sys.stderr.write("\n".join(rest) + "\n")
+    import paddle
     if not _THREADS_SET or threads:
         try:
             paddle.base.core.set_num_threads(n)

@@ -1,0 +1,79 @@
+"""The live view of `tsn train`: config table, per-epoch progress bar and summary tables."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+from rich.progress import TextColumn
+
+from tsn_cli import ui
+
+
+def _rank0() -> bool:
+    return int(os.environ.get("PADDLE_TRAINER_ID", "0") or 0) == 0
+
+
+def run_training(cfg, *, weights=None, resume=None, dry_run=False, json_out=False) -> None:
+    """Build the trainer, show what will run, train with progress, print the outcome."""
+    from tsn_cli.cli.common import show_config
+    from tsn_cli.engine.train import Trainer, TrainHooks
+
+    main = _rank0()
+    if main and not json_out:
+        show_config(cfg)
+    progress = ui.make_progress(TextColumn("{task.fields[stats]}"), disable=not main or json_out)
+    task = {"id": None}
+
+    def on_epoch_start(epoch, steps):
+        if task["id"] is not None:
+            progress.remove_task(task["id"])
+        task["id"] = progress.add_task(f"epoch {epoch + 1}/{cfg.train.epochs}", total=steps, stats="")
+
+    def on_step(s):
+        progress.update(
+            task["id"], completed=s.step,
+            stats=f"loss {s.loss:.4f} top1 {s.top1:.3f} top5 {s.top5:.3f} lr {s.lr:.2e} {s.clips_per_s:.1f} clips/s wait {s.data_wait:.0%}",
+        )
+
+    def on_epoch_end(row):
+        if not main or json_out:
+            return
+        cols = ["epoch", "loss", "top1", "top5", "lr", "clips/s", "data wait", "bad samples"]
+        vals = [row["epoch"], f"{row['loss']:.4f}", f"{row['top1']:.3f}", f"{row['top5']:.3f}", f"{row['lr']:.2e}", f"{row['clips_per_s']:.1f}", f"{row['data_wait']:.0%}", row["bad_samples"]]
+        if "val_top1" in row:
+            cols += ["val top1", "val top5"]
+            vals += [f"{row['val_top1']:.3f}" + (" *" if row.get("best") else ""), f"{row['val_top5']:.3f}"]
+        progress.console.print(ui.table(None, cols, [vals]))
+
+    def on_message(msg):
+        if main:
+            progress.console.print(f"[dim]{ui.safe(msg)}[/]")
+
+    trainer = Trainer(cfg, weights=weights, resume=resume, hooks=TrainHooks(on_epoch_start=on_epoch_start, on_step=on_step, on_epoch_end=on_epoch_end, on_message=on_message))
+    info = trainer.setup()
+    if main and not json_out:
+        rows = [(k, v) for k, v in info.items()]
+        ui.err_console.print(ui.table("Training setup", ["item", "value"], rows))
+    if dry_run:
+        if json_out and main:
+            ui.print_json({"dry_run": True, **info})
+        raise typer.Exit(0)
+    with progress:
+        result = trainer.run()
+    if main:
+        summary = {
+            "output": str(result.output),
+            "epochs_done": result.epochs_done,
+            "best_top1": result.best_top1,
+            "best_epoch": result.best_epoch,
+            "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
+            "interrupted": result.interrupted,
+            "history": result.history,
+        }
+        if json_out:
+            ui.print_json(summary)
+        else:
+            ui.console.print(ui.table("Training finished" if not result.interrupted else "Training interrupted", ["item", "value"], [(k, v) for k, v in summary.items() if k != "history"]))
+    if result.interrupted:
+        raise typer.Exit(130)

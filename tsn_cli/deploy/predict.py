@@ -1,0 +1,253 @@
+"""Prediction for video files: test-time views -> inference engine -> softmax top-k.
+
+Engines: `PaddleEngine` (an exported model through paddle.inference: oneDNN + thread count on CPU, GPU with
+optional TensorRT), `OrtEngine` (ONNX Runtime on the exported ONNX file) and `DygraphEngine` (a checkpoint,
+no export needed). Decoding and preprocessing of the next video run in a background thread while the current
+one is inferred, and one engine is reused for every input.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+import numpy as np
+
+from tsn_cli.engine.metrics import softmax
+from tsn_cli.errors import DecodeError, TsnError
+
+VIDEO_EXTS = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".flv", ".mpg", ".mpeg", ".m4v", ".wmv", ".3gp"}
+
+
+class PaddleEngine:
+    """paddle.inference predictor of a `tsn export` folder."""
+
+    def __init__(self, model_dir: Path | str, *, device: str = "cpu", threads: Optional[int] = None, tensorrt: bool = False, mkldnn: bool = True):
+        from tsn_cli.deploy.export import model_files
+        from tsn_cli.engine.device import cpu_threads, import_paddle
+
+        import_paddle(threads)
+        from paddle import inference
+
+        prog, params = model_files(Path(model_dir))
+        config = inference.Config(str(prog), str(params))
+        if device.startswith("gpu"):
+            config.enable_use_gpu(1024, int(device.split(":")[1]) if ":" in device else 0)
+            if tensorrt:
+                config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=1, min_subgraph_size=3, precision_mode=inference.PrecisionType.Half, use_static=False, use_calib_mode=False)
+        else:
+            config.disable_gpu()
+            config.set_cpu_math_library_num_threads(threads or cpu_threads())
+            if mkldnn:
+                config.enable_mkldnn()
+        config.disable_glog_info()
+        config.switch_ir_optim(True)
+        self.predictor = inference.create_predictor(config)
+        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Logits for a [N, V, 3, H, W] float32 array."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        self.input.reshape(list(x.shape))
+        self.input.copy_from_cpu(x)
+        self.predictor.run()
+        return self.output.copy_to_cpu()
+
+
+class OrtEngine:
+    """ONNX Runtime on `TSN.onnx` of a `tsn export --onnx` folder."""
+
+    def __init__(self, model_dir: Path | str, *, threads: Optional[int] = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise TsnError("--backend onnxruntime needs onnxruntime: pip install 'tsn-cli[onnx]'") from None
+        from tsn_cli.engine.device import cpu_threads
+
+        path = Path(model_dir) / "TSN.onnx"
+        if not path.is_file():
+            raise TsnError(f"{path}: not found; export with `tsn export --onnx`")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or cpu_threads()
+        self.sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.name = self.sess.get_inputs()[0].name
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.sess.run(None, {self.name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+class DygraphEngine:
+    """The dygraph model from a checkpoint (no export needed; slower on CPU)."""
+
+    def __init__(self, cfg, weights: Path | str, on_message=None):
+        from tsn_cli.engine import build
+        from tsn_cli.engine.device import import_paddle, resolve_device
+        from tsn_cli.model.checkpoint import load_weights
+
+        self.paddle = import_paddle(cfg.runtime.threads)
+        resolve_device(cfg.runtime.device)
+        self.model = build.build_model(cfg)
+        rep = load_weights(self.model, weights, part="full")
+        if on_message:
+            on_message(f"weights {weights}: {rep.summary()}")
+        self.model.eval()
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        with self.paddle.no_grad():
+            return self.model(self.paddle.to_tensor(x)).numpy()
+
+
+def expand_inputs(items: Iterable[str]) -> list[str]:
+    """Files, folders (their videos, sorted) and globs -> paths. A name that matches nothing stays, to fail later."""
+    out: list[str] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            out.extend(sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTS))
+        elif any(c in item for c in "*?[") and not p.exists():
+            out.extend(sorted(glob.glob(item, recursive=True)))
+        else:
+            out.append(item)
+    return out
+
+
+@dataclass
+class Prediction:
+    """One input's result: top-k or an error."""
+
+    path: str
+    top_k: list[dict] = field(default_factory=list)
+    scores: Optional[np.ndarray] = None
+    error: Optional[str] = None
+    timings: dict = field(default_factory=dict)
+
+    def to_json(self, all_scores: bool = False) -> dict:
+        if self.error is not None:
+            return {"path": self.path, "error": self.error}
+        d = {"path": self.path, "top_k": self.top_k}
+        if all_scores and self.scores is not None:
+            d["scores"] = [float(s) for s in self.scores]
+        return d
+
+
+class Predictor:
+    """Views + engine + top-k. `predict(paths)` yields one `Prediction` per path, in order."""
+
+    def __init__(self, engine, *, seg_num: int, crops: int, short_side: int, target_size: int, mean, std, label_names: list[str], top_k: int = 5, batch_views: Optional[int] = None):
+        self.engine = engine
+        self.seg_num, self.crops = seg_num, crops
+        self.short_side, self.target_size = short_side, target_size
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.names = label_names
+        self.top_k = top_k
+        self.batch_views = batch_views
+
+    def preprocess(self, path: str) -> tuple[np.ndarray, dict]:
+        """Decode the sampled frames and build the [1, V, 3, H, W] input."""
+        from tsn_cli.data.video import open_source
+        from tsn_cli.data.views import test_clip
+
+        t0 = time.perf_counter()
+        p = Path(path)
+        if not p.exists():
+            raise DecodeError(path, "file not found")
+        if p.is_dir():
+            raise DecodeError(path, "is a folder, not a video")
+        src = open_source(str(p), "video")
+        t1 = time.perf_counter()
+        clip = test_clip(src, self.seg_num, self.crops, self.short_side, self.target_size, self.mean, self.std)
+        t2 = time.perf_counter()
+        return clip[None], {"decode": t1 - t0, "preprocess": t2 - t1}
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """Logits [C] for one video; views are split into chunks when `batch_views` is set (same result)."""
+        v = x.shape[1]
+        if not self.batch_views or v <= self.batch_views:
+            return self.engine.run(x)[0]
+        # Mean of per-chunk logits weighted by chunk size equals the logits of all views together (linear head).
+        total = None
+        for s in range(0, v, self.batch_views):
+            part = x[:, s : s + self.batch_views]
+            out = self.engine.run(part)[0] * part.shape[1]
+            total = out if total is None else total + out
+        return total / v
+
+    def _result(self, path: str, logits: np.ndarray, timings: dict) -> Prediction:
+        t0 = time.perf_counter()
+        probs = softmax(logits)
+        k = min(self.top_k, len(probs))
+        top = np.argsort(-probs, kind="stable")[:k]
+        items = [{"class_id": int(i), "label": self.names[int(i)] if int(i) < len(self.names) else str(int(i)), "score": float(probs[i])} for i in top]
+        timings["postprocess"] = time.perf_counter() - t0
+        return Prediction(path, items, probs, timings=timings)
+
+    def predict(self, paths: list[str], prefetch: int = 2) -> Iterator[Prediction]:
+        """Predict every path; the next inputs are decoded in a background thread while one is inferred."""
+        q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+        stop = threading.Event()
+
+        def produce():
+            for path in paths:
+                if stop.is_set():
+                    return
+                try:
+                    item = (path, *self.preprocess(path), None)
+                except DecodeError as exc:
+                    item = (path, None, {}, exc.reason)
+                except Exception as exc:  # noqa: BLE001 - a bad input is reported, never a crash
+                    item = (path, None, {}, f"{type(exc).__name__}: {exc}")
+                q.put(item)
+            q.put(None)
+
+        worker = threading.Thread(target=produce, daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    break
+                path, x, timings, error = item
+                if error is not None:
+                    yield Prediction(path, error=error)
+                    continue
+                t0 = time.perf_counter()
+                logits = self.infer(x)
+                timings["inference"] = time.perf_counter() - t0
+                yield self._result(path, logits, timings)
+        finally:
+            stop.set()
+            while worker.is_alive():
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    worker.join(0.05)
+
+
+def predictor_from_export(model_dir: Path | str, *, backend: str = "paddle", device: str = "cpu", threads: Optional[int] = None, tensorrt: bool = False, seg_num=None, crops=None, top_k: int = 5) -> Predictor:
+    """A Predictor for a `tsn export` folder (settings and class names from its tsn.yaml)."""
+    from tsn_cli.deploy.export import read_meta
+
+    meta = read_meta(model_dir)
+    if backend == "onnxruntime":
+        engine = OrtEngine(model_dir, threads=threads)
+    elif backend == "paddle":
+        engine = PaddleEngine(model_dir, device=device, threads=threads, tensorrt=tensorrt)
+    else:
+        raise TsnError(f"--backend: unknown backend {backend!r} (allowed: paddle, onnxruntime)")
+    return Predictor(engine, seg_num=seg_num or meta["seg_num"], crops=crops or meta["crops"], short_side=meta["short_side"], target_size=meta["target_size"], mean=meta["mean"], std=meta["std"], label_names=list(meta.get("label_names") or []), top_k=top_k)
+
+
+def predictor_from_weights(cfg, weights: Path | str, *, seg_num=None, crops=None, top_k: int = 5, on_message=None) -> Predictor:
+    """A Predictor running the dygraph model of a checkpoint."""
+    from tsn_cli.engine.build import label_names
+
+    engine = DygraphEngine(cfg, weights, on_message)
+    a = cfg.augment
+    return Predictor(engine, seg_num=seg_num or cfg.eval.seg_num or cfg.model.seg_num, crops=crops or cfg.eval.crops, short_side=a.short_side, target_size=a.target_size, mean=a.mean, std=a.std, label_names=label_names(cfg), top_k=top_k, batch_views=cfg.eval.max_views_per_batch)
