@@ -54,7 +54,10 @@ def evaluate(
     from tsn_cli.config import with_values
 
     cfg = with_values(cfg, {"eval.average": average, "eval.batch_size": batch_size, "eval.max_views_per_batch": max_views_per_batch}, source="option")
-    progress = ui.make_progress(disable=json_out)
+    from tsn_cli.engine.evaluate import dist_info
+
+    main_rank = dist_info()[1] == 0  # in a distributed run only rank 0 prints and writes files
+    progress = ui.make_progress(disable=json_out or not main_rank)
     task = {}
 
     def on_start(n):
@@ -68,8 +71,9 @@ def evaluate(
 
     with progress:
         result = run_eval(cfg, weights, list_file, on_start=on_start, on_batch=on_batch, on_message=on_message)
+    if not result.is_main:
+        return
     summary = result.summary()
-    summary["protocol"] = {"seg_num": cfg.eval.seg_num or cfg.model.seg_num, "crops": cfg.eval.crops, "average": cfg.eval.average, "target_size": cfg.augment.target_size}
     if output:
         summary["files"] = [str(p) for p in write_reports(result, output)]
     if save_scores:
@@ -91,6 +95,7 @@ def evaluate(
         if worst:
             ui.console.print(ui.table("Worst classes", ["class", "accuracy", "videos"], [(c["label"], f"{c['accuracy']:.3f}", c["count"]) for c in worst], numeric=(1, 2)))
         if summary["unreadable"]:
+            ui.warn(f"{len(summary['unreadable'])} unreadable video(s) were not scored (exit code 1)")
             ui.console.print(ui.table("Unreadable videos (not scored)", ["path", "reason"], [(u["path"], u["reason"]) for u in summary["unreadable"]]))
         for f in summary.get("files", []):
             ui.info(f"wrote {f}")

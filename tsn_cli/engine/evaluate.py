@@ -1,12 +1,19 @@
 """Evaluation: score every video of a list with test-time views, combine views, compute metrics.
 
 Views (seg_num x crops frames per video) run through the backbone in chunks of `max_views_per_batch` frames,
-so 25x10 = 250 frames per video never need to sit in one batch; chunked and unchunked give the same logits
-because the TSN head averages pooled features before its (linear) classifier.
+so 25x10 = 250 frames per video never need to sit in one backbone batch; chunked and unchunked give the same
+logits (up to float summation order) because the TSN head averages pooled features before its linear classifier
+-- the mean of the per-view logits equals the classifier applied to the mean feature, which is what PaddleVideo's
+head computes over all 250 views.
+
+Multi-process: under `paddle.distributed.launch` each rank scores its shard (the loader's distributed sampler),
+then scores/labels/indices/ok flags are all-gathered and de-duplicated by list index (the sampler pads the last
+shard by repeating samples), so the numbers equal a single-process run.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -16,50 +23,65 @@ import numpy as np
 from tsn_cli.engine import metrics as M
 
 
-def clip_logits(model, clips, crops: int, max_frames: int = 64, average: str = "logits"):
+def clip_logits(model, clips, crops: int, max_frames: int = 64, average: str = "logits") -> np.ndarray:
     """Video-level scores for a batch of test clips.
 
-    clips: paddle tensor [N, crops*T, 3, H, W] (crop-major views). Returns a numpy [N, num_classes] array:
-    the mean of per-view logits (`average='logits'`, PaddleVideo's way) or of per-view softmax scores.
+    clips: paddle tensor [N, crops*T, 3, H, W] (crop-major views). The frames go through the backbone in chunks
+    of at most `max_frames`; only the pooled features are kept. Returns a numpy [N, num_classes] array: the mean
+    of per-view logits (`average='logits'`, PaddleVideo's way: the FC of the mean feature) or the mean of the
+    per-crop softmax scores (`average='scores'`; a crop's score is its T-segment TSN prediction).
     """
     from tsn_cli.engine.device import import_paddle
 
     paddle = import_paddle()
     n, frames = int(clips.shape[0]), int(clips.shape[1])
+    if frames % crops:
+        raise ValueError(f"clip has {frames} frames, not a multiple of crops={crops}")
     flat = clips.reshape([n * frames] + list(clips.shape[2:]))
     feats = []
     step = max(1, int(max_frames))
     with paddle.no_grad():
         for start in range(0, n * frames, step):
-            chunk = flat[start : start + step].unsqueeze(1)  # [chunk, 1, 3, H, W]
+            chunk = flat[start : start + step].unsqueeze(1)  # [chunk, 1, 3, H, W]: one frame per "clip"
             feats.append(model.frame_features(chunk)[:, 0])
         feat = paddle.concat(feats, axis=0).reshape([n, crops, frames // crops, -1])
         if average == "scores":
-            per_view = model.classify(feat.mean(axis=2).reshape([n * crops, -1])).reshape([n, crops, -1])
-            return M.softmax(per_view.numpy(), axis=-1).mean(axis=1)
-        return model.classify(feat.mean(axis=[1, 2])).numpy()
+            per_crop = model.classify(feat.mean(axis=2).reshape([n * crops, -1])).reshape([n, crops, -1])
+            return M.softmax(per_crop.numpy(), axis=-1).mean(axis=1)
+        return model.classify(feat.mean(axis=[1, 2])).numpy().astype(np.float32)
 
 
 @dataclass
 class EvalResult:
-    """Everything `tsn eval` reports."""
+    """Everything `tsn eval` reports: scores of the readable videos (in list order) and the unreadable ones."""
 
     scores: np.ndarray  # [num_scored, C] (logits or mean softmax, see `average`)
     labels: np.ndarray  # [num_scored]
     paths: list[str]
     class_names: list[str]
-    unreadable: list[dict] = field(default_factory=list)  # {"path", "reason"}
+    unreadable: list[dict] = field(default_factory=list)  # {"path", "reason", "line"}
     average: str = "logits"
+    indices: Optional[np.ndarray] = None  # list positions of the scored videos
+    is_main: bool = True  # False on non-zero ranks of a distributed run (they print nothing)
+    protocol: dict = field(default_factory=dict)
 
     @property
     def num_videos(self) -> int:
+        """Videos scored (unreadable ones excluded)."""
         return int(len(self.labels))
 
+    @property
+    def predictions(self) -> np.ndarray:
+        """Top-1 class per scored video."""
+        return self.scores.argmax(axis=1) if len(self.labels) else np.zeros(0, np.int64)
+
     def confusion(self) -> np.ndarray:
-        return M.confusion_matrix(self.labels, self.scores.argmax(axis=1) if len(self.labels) else np.zeros(0, int), len(self.class_names))
+        """Confusion matrix [true, predicted] over all classes."""
+        return M.confusion_matrix(self.labels, self.predictions, len(self.class_names))
 
     def summary(self) -> dict:
-        """The JSON document of `tsn eval --json`."""
+        """The JSON document of `tsn eval --json`: top1, top5, mean_class_accuracy, num_videos, per_class,
+        unreadable (+ protocol). Per-class accuracy is null for classes without videos."""
         cm = self.confusion()
         acc = M.per_class_accuracy(cm)
         return {
@@ -71,12 +93,15 @@ class EvalResult:
                 {"class_id": i, "label": self.class_names[i], "accuracy": None if np.isnan(a) else float(a), "count": int(cm[i].sum())}
                 for i, a in enumerate(acc)
             ],
-            "unreadable": self.unreadable,
+            "unreadable": list(self.unreadable),
+            "protocol": dict(self.protocol),
         }
 
 
-def score_loader(model, loader, crops: int, max_frames: int, average: str, on_batch: Optional[Callable[[int], None]] = None):
-    """Run a test loader; returns (scores, labels, indices, ok) numpy arrays over every sample yielded."""
+def score_loader(model, loader, crops: int, max_frames: int, average: str, num_classes: int,
+                 on_batch: Optional[Callable[[int], None]] = None):
+    """Run a test loader; returns (scores [M, C], labels, indices, ok) numpy arrays over every sample yielded
+    (unreadable rows included, flagged ok=False; their scores are meaningless)."""
     model.eval()
     all_scores, all_labels, all_idx, all_ok = [], [], [], []
     for batch in loader:
@@ -88,23 +113,36 @@ def score_loader(model, loader, crops: int, max_frames: int, average: str, on_ba
         if on_batch:
             on_batch(int(clips.shape[0]))
     if not all_scores:
-        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
-    return np.concatenate(all_scores), np.concatenate(all_labels), np.concatenate(all_idx), np.concatenate(all_ok).astype(bool)
+        return np.zeros((0, num_classes), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
+    return (np.concatenate(all_scores).astype(np.float32), np.concatenate(all_labels).astype(np.int64),
+            np.concatenate(all_idx).astype(np.int64), np.concatenate(all_ok).astype(bool))
 
 
-def _probe_reason(record, fmt: str, frame_template: str) -> str:
-    """Why a sample could not be read (re-opened in this process; workers only pass a flag)."""
-    from tsn_cli.data.video import open_source
-    from tsn_cli.errors import DecodeError
+def dist_info() -> tuple[int, int]:
+    """(world_size, rank) from the environment `paddle.distributed.launch` sets (1, 0 otherwise)."""
+    world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1") or 1)
+    rank = int(os.environ.get("PADDLE_TRAINER_ID", "0") or 0)
+    return max(1, world), rank
 
-    try:
-        src = open_source(record, fmt, frame_template=frame_template)
-        src.get([0, max(0, src.num_frames - 1)])
-    except DecodeError as exc:
-        return exc.reason
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a reason, not a crash
-        return f"{type(exc).__name__}: {exc}"
-    return "could not be decoded"
+
+def gather_shards(scores, labels, idx, ok, world: int):
+    """All-gather every rank's (scores, labels, indices, ok) and keep one row per list index, in list order.
+
+    The distributed sampler pads the last shard by repeating samples; the duplicates carry the same index and
+    are dropped here, so the result equals a single-process run.
+    """
+    if world > 1:
+        from tsn_cli.engine.device import import_paddle
+
+        paddle = import_paddle()
+        parts: list = []
+        paddle.distributed.all_gather_object(parts, (scores, labels, idx, ok))
+        scores = np.concatenate([p[0] for p in parts])
+        labels = np.concatenate([p[1] for p in parts])
+        idx = np.concatenate([p[2] for p in parts])
+        ok = np.concatenate([p[3] for p in parts])
+    _, first = np.unique(idx, return_index=True)  # sorted by index; first occurrence of each
+    return scores[first], labels[first], idx[first], ok[first]
 
 
 def evaluate(
@@ -120,45 +158,70 @@ def evaluate(
     on_batch: Optional[Callable[[int], None]] = None,
     on_message: Optional[Callable[[str], None]] = None,
 ) -> EvalResult:
-    """Evaluate `weights` on a list (default: `data.test_list`, else `data.val_list`) with test-time views."""
+    """Evaluate `weights` on a list (default: `data.test_list`, else `data.val_list`) with test-time views.
+
+    Protocol: `seg_num` segments (default `eval.seg_num`, else the model's `seg_num`) x `crops` (1 CenterCrop,
+    3 ThreeCrop, 10 TenCrop) at `augment.target_size`; views combined by `average` ('logits' | 'scores').
+    Unreadable videos are not scored and not replaced: they come back in `EvalResult.unreadable` with the reason.
+    Under `paddle.distributed.launch` the list is sharded over the ranks and the results gathered (every rank
+    returns the full result; `is_main` marks rank 0).
+    """
     from tsn_cli.data.dataset import build_loader
     from tsn_cli.engine import build
     from tsn_cli.engine.device import import_paddle, resolve_device
     from tsn_cli.model.checkpoint import load_weights
 
-    import_paddle(cfg.runtime.threads)
+    paddle = import_paddle(cfg.runtime.threads)
     resolve_device(cfg.runtime.device)
+    world, rank = dist_info()
+    if world > 1:
+        paddle.distributed.init_parallel_env()
+        world, rank = int(paddle.distributed.get_world_size()), int(paddle.distributed.get_rank())
+    say = on_message if (on_message and rank == 0) else (lambda msg: None)
     crops = crops or cfg.eval.crops
     seg_num = seg_num or cfg.eval.seg_num or cfg.model.seg_num
     average = average or cfg.eval.average
+    if average not in ("logits", "scores"):
+        from tsn_cli.errors import ConfigError
+
+        raise ConfigError(f"--average: must be 'logits' or 'scores', got {average!r}")
     max_frames = max_views_per_batch or cfg.eval.max_views_per_batch
     list_file = list_file or cfg.data.test_list or cfg.data.val_list
     read = build.read_records(cfg, list_file, "--list / data.test_list")
     for msg in read.bad_lines:
-        if on_message:
-            on_message(f"skipped {msg}")
+        say(f"skipped {msg}")
     model = build.build_model(cfg)
     report = load_weights(model, weights, part="full")
-    if on_message:
-        on_message(f"weights {weights}: {report.summary()}")
+    say(f"weights {weights}: {report.summary()}")
     model.eval()
     ds = build.eval_dataset(cfg, read.records, seg_num=seg_num, crops=crops)
-    loader = build_loader(ds, batch_size=cfg.eval.batch_size, shuffle=False, workers=cfg.runtime.workers, seed=cfg.runtime.seed, drop_last=False)
-    if on_start:
-        on_start(len(read.records))
-    scores, labels, idx, ok = score_loader(model, loader, crops, max_frames, average, on_batch)
-    unreadable = [
-        {"path": read.records[int(i)].path, "reason": _probe_reason(read.records[int(i)], cfg.data.format, cfg.data.frame_template)}
-        for i in idx[~ok]
-    ]
-    keep = ok
+    views = seg_num * crops
+    # A loader batch holds batch_size x views frames (150 MB per video at 25x10x224): keep it near the backbone
+    # chunk so 250-view tests do not pile up gigabytes of input; results do not depend on the batch size.
+    batch_size = max(1, min(cfg.eval.batch_size, max(1, max_frames // views)))
+    loader = build_loader(ds, batch_size=batch_size, shuffle=False, workers=cfg.runtime.workers, seed=cfg.runtime.seed,
+                          drop_last=False, distributed=world > 1)
+    if on_start and rank == 0:
+        on_start(len(ds.records) if world == 1 else -(-len(ds.records) // world))
+    scores, labels, idx, ok = score_loader(model, loader, crops, max_frames, average, cfg.model.num_classes,
+                                           on_batch if rank == 0 else None)
+    scores, labels, idx, ok = gather_shards(scores, labels, idx, ok, world)
+    unreadable = []
+    for i in idx[~ok].tolist():
+        rec = read.records[int(i)]
+        # dataset.reason repeats the same deterministic load in this process (workers only pass a flag back)
+        unreadable.append({"path": rec.path, "reason": ds.reason(int(i)), "line": getattr(rec, "line", None)})
     return EvalResult(
-        scores=scores[keep],
-        labels=labels[keep].astype(np.int64),
-        paths=[read.records[int(i)].path for i in idx[keep]],
+        scores=scores[ok],
+        labels=labels[ok].astype(np.int64),
+        paths=[read.records[int(i)].path for i in idx[ok]],
         class_names=build.label_names(cfg),
         unreadable=unreadable,
         average=average,
+        indices=idx[ok],
+        is_main=rank == 0,
+        protocol={"seg_num": seg_num, "crops": crops, "average": average, "target_size": cfg.augment.target_size,
+                  "short_side": cfg.augment.short_side, "max_views_per_batch": max_frames, "processes": world},
     )
 
 
@@ -214,9 +277,14 @@ def write_reports(result: EvalResult, out_dir: Path) -> list[Path]:
 
 
 def save_scores(result: EvalResult, path: Path) -> None:
-    """Every video's score vector (+ labels and paths) as .npz, for later fusion."""
+    """Every scored video's score vector as .npz, for later fusion (loads with `numpy.load`, no pickle):
+    `scores` [N, C] float32 (mean logits, or mean softmax with --average scores), `labels` [N], `indices` [N]
+    (line order in the list), `paths` [N] str, `class_names` [C] str, `average` str."""
     from tsn_cli.fsutil import atomic_path
 
+    idx = result.indices if result.indices is not None else np.arange(result.num_videos)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, scores=result.scores, labels=result.labels, paths=np.array(result.paths), average=result.average)
+            np.savez(fh, scores=result.scores.astype(np.float32), labels=result.labels.astype(np.int64),
+                     indices=np.asarray(idx, np.int64), paths=np.array(result.paths, dtype=str),
+                     class_names=np.array(result.class_names, dtype=str), average=np.array(result.average))
