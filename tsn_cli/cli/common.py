@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from tsn_cli.config import RunConfig, config_beside, load_config, with_values
+from tsn_cli.errors import ConfigError
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML run config (see configs/).", rich_help_panel="Config")]
 OverrideOpt = Annotated[
@@ -91,10 +92,14 @@ def build_config(
         # A bigger crop needs a bigger resize: keep PaddleVideo's 256/224 ratio.
         flags["augment.short_side"] = int(round(target_size * 256 / 224))
     names = {k: "--" + k.split(".")[1].replace("_", "-") for k in flags}
-    for key, value in flags.items():
-        if value is not None:
-            cfg = with_values(cfg, {key: value}, source=f"option {names[key]}")
-    return cfg
+    try:
+        return with_values(cfg, flags)
+    except ConfigError:
+        # Apply one flag at a time on top of the config to name the flag that is wrong.
+        for key, value in flags.items():
+            if value is not None:
+                with_values(cfg, {key: value}, source=f"option {names[key]}")
+        raise
 
 
 def show_config(cfg: RunConfig, title: str = "Run config") -> None:
