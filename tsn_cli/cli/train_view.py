@@ -14,12 +14,40 @@ def _rank0() -> bool:
     return int(os.environ.get("PADDLE_TRAINER_ID", "0") or 0) == 0
 
 
+EPOCH_COLUMNS = ["ep", "loss", "top1", "top5", "lr", "clip/s", "wait", "bad", "val1", "val5"]
+
+
+def epoch_table(row: dict, header: bool = True):
+    """One epoch's summary as a compact table (about 72 columns wide: fits an 80-column terminal).
+
+    ep = epoch, clip/s = training clips per second, wait = fraction of time waiting for data, bad = bad samples
+    replaced so far, val1/val5 = validation top-1/top-5 (``*`` = new best).
+    """
+    from rich import box
+
+    cols = list(EPOCH_COLUMNS)
+    vals = [row["epoch"], f"{row['loss']:.4f}", f"{row['top1']:.3f}", f"{row['top5']:.3f}", f"{row['lr']:.1e}", f"{row['clips_per_s']:.1f}", f"{row['data_wait']:.0%}", row.get("bad_samples", 0)]
+    if "val_top1" in row:
+        vals += [f"{row['val_top1']:.3f}" + ("*" if row.get("best") else " "), f"{row['val_top5']:.3f}"]
+    else:
+        cols = cols[:-2]
+    t = ui.table(None, cols, [vals], numeric=range(len(cols)))
+    t.box = box.SIMPLE_HEAD
+    t.show_header = header
+    t.pad_edge = False
+    t.show_edge = False
+    t.expand = False
+    t.padding = (0, 1)
+    return t
+
+
 def run_training(cfg, *, weights=None, resume=None, dry_run=False, json_out=False) -> None:
     """Build the trainer, show what will run, train with progress, print the outcome."""
     from tsn_cli.cli.common import show_config
     from tsn_cli.engine.train import Trainer, TrainHooks
 
     main = _rank0()
+    first = {"epoch": None}
     if main and not json_out:
         show_config(cfg)
     progress = ui.make_progress(TextColumn("{task.fields[stats]}"), disable=not main or json_out)
@@ -31,20 +59,16 @@ def run_training(cfg, *, weights=None, resume=None, dry_run=False, json_out=Fals
         task["id"] = progress.add_task(f"epoch {epoch + 1}/{cfg.train.epochs}", total=steps, stats="")
 
     def on_step(s):
-        progress.update(
-            task["id"], completed=s.step,
-            stats=f"loss {s.loss:.4f} top1 {s.top1:.3f} top5 {s.top5:.3f} lr {s.lr:.2e} {s.clips_per_s:.1f} clips/s wait {s.data_wait:.0%}",
-        )
+        # narrow terminals get the short form so the bar, counts and ETA stay on one line
+        wide = progress.console.width >= 140
+        stats = f"loss {s.loss:.4f} top1 {s.top1:.3f} " + (f"top5 {s.top5:.3f} " if wide else "") + f"lr {s.lr:.1e} {s.clips_per_s:.1f}/s" + (f" wait {s.data_wait:.0%}" if wide else "")
+        progress.update(task["id"], completed=s.step, stats=stats)
 
     def on_epoch_end(row):
         if not main or json_out:
             return
-        cols = ["epoch", "loss", "top1", "top5", "lr", "clips/s", "data wait", "bad samples"]
-        vals = [row["epoch"], f"{row['loss']:.4f}", f"{row['top1']:.3f}", f"{row['top5']:.3f}", f"{row['lr']:.2e}", f"{row['clips_per_s']:.1f}", f"{row['data_wait']:.0%}", row["bad_samples"]]
-        if "val_top1" in row:
-            cols += ["val top1", "val top5"]
-            vals += [f"{row['val_top1']:.3f}" + (" *" if row.get("best") else ""), f"{row['val_top5']:.3f}"]
-        progress.console.print(ui.table(None, cols, [vals]))
+        progress.console.print(epoch_table(row, header=row["epoch"] == first["epoch"]))
+        first["epoch"] = None if row["epoch"] == first["epoch"] else first["epoch"]
 
     def on_message(msg):
         if main:
@@ -59,6 +83,7 @@ def run_training(cfg, *, weights=None, resume=None, dry_run=False, json_out=Fals
         if json_out and main:
             ui.print_json({"dry_run": True, **info})
         raise typer.Exit(0)
+    first["epoch"] = info["start_epoch"] + 1
     with progress:
         result = trainer.run()
     if main:
