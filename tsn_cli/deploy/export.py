@@ -66,7 +66,7 @@ def export_model(
     crops: Optional[int] = None,
     onnx: bool = False,
     sample: Optional[np.ndarray] = None,
-    tolerance: float = 1e-4,
+    tolerance: float = 1e-4,  # relative to the largest |logit| (absolute below 1); see _limit
     on_message: Optional[Callable[[str], None]] = None,
 ) -> ExportResult:
     """Export `weights` (with `cfg`'s model settings) to `output`; returns the files and the parity check."""
@@ -121,14 +121,28 @@ def export_model(
             ref = model(paddle.to_tensor(x)).numpy()
         from tsn_cli.deploy.predict import PaddleEngine
 
-        got = PaddleEngine(stage, threads=cfg.runtime.threads).run(x)
+        engine = PaddleEngine(stage, threads=cfg.runtime.threads)
+        got = engine.run(x)
         diff = float(np.abs(got - ref).max())
-        say(f"exported vs dygraph: max |diff| {diff:.2e}")
-        if not diff <= tolerance:
-            raise TsnError(f"export check failed: the exported model differs from the dygraph model by {diff:.3g} (> {tolerance}); nothing was written to {output}")
+        limit = _limit(tolerance, ref)
+        say(f"exported vs dygraph: max |diff| {diff:.2e} (logits up to {np.abs(ref).max():.3g})")
+        if not diff <= limit:
+            raise TsnError(f"export check failed: the exported model differs from the dygraph model by {diff:.3g} (> {limit:.3g}); nothing was written to {output}")
+        # The graph must not have the check's batch or view count baked in: run another N and V as well.
+        x2 = _other_shape(x)
+        with paddle.no_grad():
+            ref2 = model(paddle.to_tensor(x2)).numpy()
+        try:
+            got2 = engine.run(x2)
+        except Exception as exc:  # noqa: BLE001 - any failure here means the export is unusable
+            raise TsnError(f"export check failed: the exported model rejects input shape {list(x2.shape)} ({_first_line(exc)})") from None
+        diff2 = float(np.abs(got2 - ref2).max()) if got2.shape == ref2.shape else float("inf")
+        if not diff2 <= _limit(tolerance, ref2):
+            raise TsnError(f"export check failed: for input shape {list(x2.shape)} the exported model differs from dygraph by {diff2:.3g}")
+        diff = max(diff, diff2)
         result = ExportResult(output=output, max_abs_diff=diff)
         if onnx:
-            result.onnx_max_abs_diff = _export_onnx(stage, x, ref, say)
+            result.onnx_max_abs_diff = _export_onnx(stage, [(x, ref), (x2, ref2)], tolerance, say)
         result.size = model_size(cfg.model.depth, cfg.model.num_classes, seg_num * crops, t)
         # Replace the old export only once the new one is complete and checked.
         if output.exists():
@@ -147,7 +161,29 @@ def export_model(
         raise
 
 
-def _export_onnx(stage: Path, x: np.ndarray, ref: np.ndarray, say) -> float:
+def _limit(tolerance: float, ref: np.ndarray) -> float:
+    """Allowed max |diff|: `tolerance` relative to the logit scale (absolute for logits below 1).
+
+    Random-init or large-logit models (ResNet-50 logits reach ~1e3) differ by ~1e-3 absolute between the
+    dygraph kernels and oneDNN's (different summation order), which is still a relative 1e-6.
+    """
+    return float(tolerance) * max(1.0, float(np.abs(ref).max()))
+
+
+def _other_shape(x: np.ndarray) -> np.ndarray:
+    """A cheap input with a different batch size and view count than `x` (re-using its first views)."""
+    v = 1 if x.shape[1] > 1 else 2
+    views = x[:1, :v] if x.shape[1] >= v else np.concatenate([x[:1]] * v, axis=1)
+    return np.ascontiguousarray(np.concatenate([views, views[:, ::-1] * 0.5], axis=0))
+
+
+def _first_line(exc: BaseException) -> str:
+    """First line of an exception message, bounded (Paddle errors carry long C++ traces)."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
+def _export_onnx(stage: Path, checks: list, tolerance: float, say) -> float:
     """Convert with paddle2onnx (never letting it pip-install anything) and check with ONNX Runtime."""
     try:
         import paddle2onnx  # noqa: F401
@@ -166,11 +202,18 @@ def _export_onnx(stage: Path, x: np.ndarray, ref: np.ndarray, say) -> float:
     if proc.returncode != 0 or not onnx_file.is_file():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise TsnError(f"paddle2onnx failed: {tail[0]}")
-    sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    diff = float(np.abs(got - ref).max())
-    scale = max(1.0, float(np.abs(ref).max()))
-    say(f"ONNX vs dygraph: max |diff| {diff:.2e}")
-    if diff > 1e-3 * scale:
-        raise TsnError(f"ONNX check failed: differs from dygraph by {diff:.3g}")
-    return diff
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # paddle2onnx leaves unused initialisers; ORT warns about each
+    sess = ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for x, ref in checks:  # the check's shape and another N/V: the dynamic axes must really be dynamic
+        try:
+            got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+        except Exception as exc:  # noqa: BLE001
+            raise TsnError(f"ONNX check failed: input shape {list(x.shape)} rejected ({_first_line(exc)})") from None
+        diff = float(np.abs(got - ref).max()) if got.shape == ref.shape else float("inf")
+        if not diff <= _limit(tolerance, ref):
+            raise TsnError(f"ONNX check failed: for input shape {list(x.shape)} ONNX Runtime differs from dygraph by {diff:.3g}")
+        worst = max(worst, diff)
+    say(f"ONNX vs dygraph: max |diff| {worst:.2e}")
+    return worst
