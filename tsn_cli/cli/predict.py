@@ -23,7 +23,8 @@ def predict(
     backend: Annotated[str, typer.Option("--backend", help="With --model: paddle (paddle.inference) or onnxruntime.")] = "paddle",
     device: C.DeviceOpt = None,
     tensorrt: Annotated[bool, typer.Option("--tensorrt", help="GPU only: TensorRT fp16 in paddle.inference.")] = False,
-    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU math threads (default: all cores).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU math threads (default: all cores).")] = None,
+    batch_views: Annotated[Optional[int], typer.Option("--batch-views", min=1, help="Most views per engine run (default 25 with --model: fastest on CPU; the result does not change).")] = None,
     all_scores: Annotated[bool, typer.Option("--all-scores", help="With --json: include the full softmax vector.")] = False,
     benchmark: Annotated[bool, typer.Option("--benchmark", help="Per-stage timings (decode, preprocess, inference, postprocess).")] = False,
     json_out: C.JsonOpt = False,
@@ -43,6 +44,12 @@ def predict(
 
     if (model is None) == (weights is None):
         raise ConfigError("give exactly one of --model (a `tsn export` folder) or --weights (a checkpoint)")
+    if crops is not None and crops not in (1, 3, 10):
+        raise ConfigError(f"--crops: must be 1, 3 or 10, got {crops}")
+    if seg_num is not None and seg_num < 1:
+        raise ConfigError(f"--seg-num: must be >= 1, got {seg_num}")
+    if backend not in ("paddle", "onnxruntime"):
+        raise ConfigError(f"--backend: unknown backend {backend!r} (allowed: paddle, onnxruntime)")
     if weights is not None and not Path(weights).is_file():
         raise ConfigError(f"--weights: file not found: {weights}")
     files = P.expand_inputs(paths)
@@ -51,10 +58,12 @@ def predict(
     msg = lambda m: ui.info(f"[dim]{ui.safe(m)}[/]")  # noqa: E731
     if model is not None:
         dev = resolve_device(device or "auto")
-        predictor = P.predictor_from_export(model, backend=backend, device=dev, threads=threads, tensorrt=tensorrt, seg_num=seg_num, crops=crops, top_k=top_k)
+        predictor = P.predictor_from_export(model, backend=backend, device=dev, threads=threads, tensorrt=tensorrt, seg_num=seg_num, crops=crops, top_k=top_k, batch_views=batch_views)
     else:
         cfg = C.build_config(config=config, overrides=override, weights=weights, device=device, crops=crops, eval_seg_num=seg_num)
         predictor = P.predictor_from_weights(cfg, weights, top_k=top_k, on_message=msg)
+        if batch_views:
+            predictor.batch_views = batch_views
     results = []
     progress = ui.make_progress(transient=True, disable=json_out or len(files) < 2)
     with progress:
@@ -82,6 +91,7 @@ def predict(
 
 
 def _timings(results) -> dict:
+    """Per-stage mean and total milliseconds over the inputs that succeeded."""
     stages = ["decode", "preprocess", "inference", "postprocess"]
     ok = [r for r in results if r.error is None]
     out = {}

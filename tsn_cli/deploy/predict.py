@@ -8,9 +8,11 @@ one is inferred, and one engine is reused for every input.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,10 +27,49 @@ from tsn_cli.errors import DecodeError, TsnError
 VIDEO_EXTS = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".flv", ".mpg", ".mpeg", ".m4v", ".wmv", ".3gp"}
 
 
-class PaddleEngine:
-    """paddle.inference predictor of a `tsn export` folder."""
+@contextlib.contextmanager
+def quiet_stdout():
+    """Send file descriptor 1 to /dev/null for the duration (C/C++ writes included).
 
-    def __init__(self, model_dir: Path | str, *, device: str = "cpu", threads: Optional[int] = None, tensorrt: bool = False, mkldnn: bool = True):
+    paddle.inference's oneDNN pass prints a stray "ReduceMeanCheckIfOneDNNSupport" line to the process's
+    stdout (std::cout, no flag turns it off), which would corrupt `--json`. Python-level redirection cannot
+    catch it, so the descriptor itself is swapped; buffered C stdio output is flushed before restoring.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # stdout replaced (e.g. pytest capture): nothing to guard
+        fd = 1
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        _flush_c_stdio()
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _flush_c_stdio() -> None:
+    """fflush(NULL): push C stdio buffers (where std::cout ends up) to the current descriptors."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except Exception:  # pragma: no cover - non-glibc platforms
+        pass
+
+
+class PaddleEngine:
+    """paddle.inference predictor of a `tsn export` folder (one predictor, reused for every input).
+
+    CPU: oneDNN + `threads` math threads. GPU: `device="gpu[:N]"`, optionally TensorRT fp16 (`tensorrt`;
+    the engine is built for up to `max_views` frames per run). Input [N, V, 3, H, W], output logits [N, C].
+    """
+
+    def __init__(self, model_dir: Path | str, *, device: str = "cpu", threads: Optional[int] = None, tensorrt: bool = False, mkldnn: bool = True, max_views: int = 64):
         from tsn_cli.deploy.export import model_files
         from tsn_cli.engine.device import cpu_threads, import_paddle
 
@@ -40,24 +81,35 @@ class PaddleEngine:
         if device.startswith("gpu"):
             config.enable_use_gpu(1024, int(device.split(":")[1]) if ":" in device else 0)
             if tensorrt:
-                config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=1, min_subgraph_size=3, precision_mode=inference.PrecisionType.Half, use_static=False, use_calib_mode=False)
+                # TensorRT sees the flattened frame batch (N*V); fp16 halves memory traffic on tensor cores.
+                config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=max(1, int(max_views)), min_subgraph_size=3, precision_mode=inference.PrecisionType.Half, use_static=False, use_calib_mode=False)
         else:
             config.disable_gpu()
             config.set_cpu_math_library_num_threads(threads or cpu_threads())
             if mkldnn:
                 config.enable_mkldnn()
+                # oneDNN primitives are cached per input shape; predict uses a handful (chunk sizes).
+                config.set_mkldnn_cache_capacity(16)
         config.disable_glog_info()
         config.switch_ir_optim(True)
-        self.predictor = inference.create_predictor(config)
+        with quiet_stdout():
+            self.predictor = inference.create_predictor(config)
         self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+        self._seen: set = set()
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Logits for a [N, V, 3, H, W] float32 array."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         self.input.reshape(list(x.shape))
         self.input.copy_from_cpu(x)
-        self.predictor.run()
+        if x.shape in self._seen:
+            self.predictor.run()
+        else:
+            # The stray oneDNN print happens while a new shape's kernels are chosen: guard those runs only.
+            with quiet_stdout():
+                self.predictor.run()
+            self._seen.add(x.shape)
         return self.output.copy_to_cpu()
 
 
@@ -76,6 +128,7 @@ class OrtEngine:
             raise TsnError(f"{path}: not found; export with `tsn export --onnx`")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or cpu_threads()
+        opts.log_severity_level = 3  # unused-initialiser warnings from paddle2onnx graphs are noise
         self.sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.name = self.sess.get_inputs()[0].name
 
@@ -102,6 +155,23 @@ class DygraphEngine:
     def run(self, x: np.ndarray) -> np.ndarray:
         with self.paddle.no_grad():
             return self.model(self.paddle.to_tensor(x)).numpy()
+
+
+# Views per engine run for paddle.inference / ONNX Runtime on CPU. Measured here (ResNet-50, 224, 2 cores,
+# paddle.inference + oneDNN): 25 views per run ~21.6 frames/s, 50 ~19.3, all 250 at once ~13.6 (big
+# activations fall out of cache); see benchmarks/bench_predict.py.
+DEFAULT_BATCH_VIEWS = 25
+
+
+def chunk_bounds(v: int, limit: int) -> list[tuple[int, int]]:
+    """Split ``v`` views into the fewest runs of at most ``limit``, of near-equal size.
+
+    Equal sizes keep the number of distinct input shapes (and so of oneDNN primitive builds) small:
+    250 views with limit 25 -> 10 x 25; 30 views -> 2 x 15 rather than 25 + 5.
+    """
+    n = -(-v // max(1, limit))
+    edges = [round(i * v / n) for i in range(n + 1)]
+    return [(edges[i], edges[i + 1]) for i in range(n) if edges[i + 1] > edges[i]]
 
 
 def expand_inputs(items: Iterable[str]) -> list[str]:
@@ -171,13 +241,13 @@ class Predictor:
         v = x.shape[1]
         if not self.batch_views or v <= self.batch_views:
             return self.engine.run(x)[0]
-        # Mean of per-chunk logits weighted by chunk size equals the logits of all views together (linear head).
+        # Mean of per-chunk logits weighted by chunk size equals the logits of all views together (the
+        # consensus is a mean and the head is linear).
         total = None
-        for s in range(0, v, self.batch_views):
-            part = x[:, s : s + self.batch_views]
-            out = self.engine.run(part)[0] * part.shape[1]
+        for s, e in chunk_bounds(v, self.batch_views):
+            out = self.engine.run(x[:, s:e])[0].astype(np.float64) * (e - s)
             total = out if total is None else total + out
-        return total / v
+        return (total / v).astype(np.float32)
 
     def _result(self, path: str, logits: np.ndarray, timings: dict) -> Prediction:
         t0 = time.perf_counter()
@@ -230,18 +300,23 @@ class Predictor:
                     worker.join(0.05)
 
 
-def predictor_from_export(model_dir: Path | str, *, backend: str = "paddle", device: str = "cpu", threads: Optional[int] = None, tensorrt: bool = False, seg_num=None, crops=None, top_k: int = 5) -> Predictor:
-    """A Predictor for a `tsn export` folder (settings and class names from its tsn.yaml)."""
+def predictor_from_export(model_dir: Path | str, *, backend: str = "paddle", device: str = "cpu", threads: Optional[int] = None, tensorrt: bool = False, seg_num=None, crops=None, top_k: int = 5, batch_views: Optional[int] = None) -> Predictor:
+    """A Predictor for a `tsn export` folder (settings and class names from its tsn.yaml).
+
+    `backend` is "paddle" (paddle.inference) or "onnxruntime"; `batch_views` is the most views per engine
+    run (default `DEFAULT_BATCH_VIEWS`, the fastest on CPU; results do not depend on it).
+    """
     from tsn_cli.deploy.export import read_meta
 
     meta = read_meta(model_dir)
+    batch_views = batch_views or DEFAULT_BATCH_VIEWS
     if backend == "onnxruntime":
         engine = OrtEngine(model_dir, threads=threads)
     elif backend == "paddle":
-        engine = PaddleEngine(model_dir, device=device, threads=threads, tensorrt=tensorrt)
+        engine = PaddleEngine(model_dir, device=device, threads=threads, tensorrt=tensorrt, max_views=batch_views)
     else:
         raise TsnError(f"--backend: unknown backend {backend!r} (allowed: paddle, onnxruntime)")
-    return Predictor(engine, seg_num=seg_num or meta["seg_num"], crops=crops or meta["crops"], short_side=meta["short_side"], target_size=meta["target_size"], mean=meta["mean"], std=meta["std"], label_names=list(meta.get("label_names") or []), top_k=top_k)
+    return Predictor(engine, seg_num=seg_num or meta["seg_num"], crops=crops or meta["crops"], short_side=meta["short_side"], target_size=meta["target_size"], mean=meta["mean"], std=meta["std"], label_names=list(meta.get("label_names") or []), top_k=top_k, batch_views=batch_views)
 
 
 def predictor_from_weights(cfg, weights: Path | str, *, seg_num=None, crops=None, top_k: int = 5, on_message=None) -> Predictor:
