@@ -27,8 +27,8 @@ from typing import Callable
 
 from tsn_cli.errors import DataError
 from tsn_cli.prepare import BadEntry, ListInfo, PrepareReport, list_entry_path
-from tsn_cli.prepare.frames import ExtractOptions, RunStats, VideoJob, VideoResult, run_jobs, safe_join
-from tsn_cli.prepare.ucf101 import extraction_summary
+from tsn_cli.prepare.frames import RunStats, VideoJob, VideoResult, safe_join
+from tsn_cli.prepare.ucf101 import process_jobs
 
 LABEL_FILE = "Kinetics-400_label_list.txt"
 VIDEO_EXTS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
@@ -196,18 +196,9 @@ def prepare_k400(
             entries[subset].append((key, class_ids[label]))
     report.videos = len(jobs) + missing
 
-    if on_start is not None:
-        on_start(len(jobs), "extracting frames" if frames else ("verifying videos" if verify else "checking videos"))
-    opts = ExtractOptions(short_side=short_side, jpeg_quality=jpeg_quality, full_check=verify)
-    stats = run_jobs(jobs, opts, workers=workers, on_result=on_result)
-    results = stats.results
-    for res in results:
-        if not res.ok:
-            report.bad.append(BadEntry(res.key, res.reason or "bad", ""))
-    report.ok = sum(1 for r in results if r.ok)
-    report.checks = "full" if (frames or verify) else "quick"
+    results = process_jobs(jobs, report, frames=frames, verify=verify, frames_root=frames_root, short_side=short_side,
+                           jpeg_quality=jpeg_quality, workers=workers, on_start=on_start, on_result=on_result)
     if frames:
-        report.extraction = extraction_summary(stats, frames_root)
         report.extraction["missing"] = missing
 
     for subset, items in entries.items():

@@ -203,18 +203,8 @@ def prepare_ucf101(
             jobs.append(VideoJob(src=str(src), dst=str(dst) if dst else None, key=e.rel))
     report.videos = len(jobs) + len(unsafe)
 
-    if on_start is not None:
-        on_start(len(jobs), "extracting frames" if frames else ("verifying videos" if verify else "checking videos"))
-    opts = ExtractOptions(short_side=short_side, jpeg_quality=jpeg_quality, full_check=verify)
-    stats = run_jobs(jobs, opts, workers=workers, on_result=on_result)
-    results = stats.results
-    for res in results:
-        if not res.ok:
-            report.bad.append(BadEntry(res.key, res.reason or "bad", ""))
-    report.ok = sum(1 for r in results if r.ok)
-    report.checks = "full" if (frames or verify) else "quick"
-    if frames:
-        report.extraction = extraction_summary(stats, frames_root)
+    results = process_jobs(jobs, report, frames=frames, verify=verify, frames_root=frames_root, short_side=short_side,
+                           jpeg_quality=jpeg_quality, workers=workers, on_start=on_start, on_result=on_result)
 
     def ok(e: SplitEntry) -> VideoResult | None:
         i = job_of.get(e.rel)
@@ -242,6 +232,24 @@ def prepare_ucf101(
     label_path = out_dir / LABEL_FILE
     report.lists.append(ListInfo(str(label_path), "labels", write_list(label_path, list(enumerate(classes)))))
     return report
+
+
+def process_jobs(jobs, report: PrepareReport, *, frames: bool, verify: bool, frames_root: Path, short_side, jpeg_quality,
+                 workers, on_start=None, on_result=None) -> list[VideoResult]:
+    """Check or extract every job in parallel and record the outcome in `report` (bad entries, counts, extraction
+    summary); returns the per-job results in job order. Shared by the UCF101 and Kinetics-400 preparers."""
+    if on_start is not None:
+        on_start(len(jobs), "extracting frames" if frames else ("verifying videos" if verify else "checking videos"))
+    opts = ExtractOptions(short_side=short_side, jpeg_quality=jpeg_quality, full_check=verify)
+    stats = run_jobs(jobs, opts, workers=workers, on_result=on_result)
+    for res in stats.results:
+        if not res.ok:
+            report.bad.append(BadEntry(res.key, res.reason or "bad", ""))
+    report.ok = sum(1 for r in stats.results if r.ok)
+    report.checks = "full" if (frames or verify) else "quick"
+    if frames:
+        report.extraction = extraction_summary(stats, frames_root)
+    return stats.results
 
 
 def extraction_summary(stats: RunStats, frames_root: Path) -> dict:
