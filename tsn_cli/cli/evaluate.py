@@ -40,7 +40,8 @@ def evaluate(
     Examples:\n
       tsn eval --weights output/TSN_ucf101/TSN_best.pdparams\n
       tsn eval --weights TSN_k400.pdparams --config configs/tsn_k400_videos.yaml --seg-num 25 --crops 10\n
-      tsn eval --weights output/demo/TSN_best.pdparams --json --output output/demo/eval
+      tsn eval --weights output/demo/TSN_best.pdparams --json --output output/demo/eval\n
+      python -m paddle.distributed.launch --nproc_per_node 2 $(which tsn) eval --weights W  (same numbers, sharded)
     """
     from tsn_cli.engine.evaluate import evaluate as run_eval, save_scores as write_scores, write_reports
     from tsn_cli.errors import ConfigError

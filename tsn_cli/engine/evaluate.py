@@ -207,7 +207,7 @@ def evaluate(
                                            on_batch if rank == 0 else None)
     scores, labels, idx, ok = gather_shards(scores, labels, idx, ok, world)
     unreadable = []
-    for i in idx[~ok].tolist():
+    for i in (idx[~ok].tolist() if rank == 0 else []):  # only rank 0 reports
         rec = read.records[int(i)]
         # dataset.reason repeats the same deterministic load in this process (workers only pass a flag back)
         unreadable.append({"path": rec.path, "reason": ds.reason(int(i)), "line": getattr(rec, "line", None)})
