@@ -592,14 +592,20 @@ class Trainer:
                 self._vdl.flush()
 
     def _write_digest(self) -> None:
-        """With TSN_WEIGHTS_DIGEST_DIR set, every rank writes rank<N>.sha256 of its weights (distributed test)."""
+        """With TSN_WEIGHTS_DIGEST_DIR set, every rank writes rank<N>.sha256 of its trainable parameters.
+
+        (Used by the distributed test. BatchNorm running statistics are per-rank buffers -- as in PaddleVideo,
+        which has no SyncBN for TSN -- so they are not part of the digest; rank 0's are the ones saved.)
+        """
         out = os.environ.get("TSN_WEIGHTS_DIGEST_DIR")
         if not out:
             return
         import hashlib
 
         h = hashlib.sha256()
-        for k, v in sorted(self.model.state_dict().items()):
+        for k, v in sorted(self.model.named_parameters()):
+            if v.stop_gradient:  # BN _mean/_variance are registered as non-trainable parameters
+                continue
             h.update(k.encode())
             h.update(np.ascontiguousarray(v.numpy()).tobytes())
         Path(out).mkdir(parents=True, exist_ok=True)
