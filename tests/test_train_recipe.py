@@ -127,3 +127,13 @@ def test_resume_auto_picks_the_complete_checkpoint_furthest_along(tmp_path):
 def test_step_seed_is_a_pure_function():
     assert T.step_seed(7, 1, 2) == T.step_seed(7, 1, 2)
     assert len({T.step_seed(7, e, s) for e in range(3) for s in range(50)}) == 150
+
+
+def test_gpus_option_relaunches_through_paddle_distributed_launch():
+    import sys
+
+    from tsn_cli.cli.train import relaunch_argv
+
+    argv = relaunch_argv(["train", "--config", "c.yaml", "--gpus", "0,1", "--epochs", "3"], "0,1")
+    assert argv == [sys.executable, "-m", "paddle.distributed.launch", "--gpus", "0,1", "-m", "tsn_cli", "train", "--config", "c.yaml", "--epochs", "3"]
+    assert "--gpus=0,1" not in relaunch_argv(["train", "--gpus=0,1"], "0,1")[5:]

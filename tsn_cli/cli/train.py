@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from tsn_cli.cli import common as C
+
+
+def relaunch_argv(args: list[str], gpus: str) -> list[str]:
+    """The command that re-runs `tsn <args>` through Paddle's launcher on `gpus`, without the --gpus option."""
+    rest, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a == "--gpus":
+            skip = True
+            continue
+        if a.startswith("--gpus="):
+            continue
+        rest.append(a)
+    return [sys.executable, "-m", "paddle.distributed.launch", "--gpus", gpus, "-m", "tsn_cli", *rest]
 
 
 def train(
@@ -29,10 +47,11 @@ def train(
     device: C.DeviceOpt = None,
     workers: C.WorkersOpt = None,
     seed: C.SeedOpt = None,
-    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue a run: 'auto' finds the latest checkpoint in --output, or give a TSN_epoch_XXXXX.pdparams path.", rich_help_panel="Runtime")] = None,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue a run exactly: 'auto' picks the checkpoint furthest along in --output (TSN_epoch_XXXXX or the mid-epoch TSN_interrupted written on Ctrl-C), or give a .pdparams path.", rich_help_panel="Runtime")] = None,
     amp: Annotated[Optional[str], typer.Option("--amp", help="Mixed precision on GPU: fp16 or bf16.", rich_help_panel="Runtime")] = None,
     amp_level: Annotated[Optional[str], typer.Option("--amp-level", help="AMP level O1 or O2.", rich_help_panel="Runtime")] = None,
     auto_scale_lr: Annotated[bool, typer.Option("--auto-scale-lr", help="Scale the LR linearly with the global batch (train.base_batch_size).", rich_help_panel="Training")] = False,
+    gpus: Annotated[Optional[str], typer.Option("--gpus", help="Data-parallel on these GPUs, e.g. 0,1,2,3: re-runs this command through `python -m paddle.distributed.launch --gpus ...`.", rich_help_panel="Runtime")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate the config, open the lists, report model size and FLOPs, and exit.")] = False,
     json_out: C.JsonOpt = False,
 ) -> None:
@@ -42,8 +61,16 @@ def train(
       tsn train --config configs/tsn_ucf101_videos.yaml --pretrained data/ResNet50_pretrain.pdparams\n
       tsn train --config configs/tsn_demo.yaml --seg-num 7 --epochs 10\n
       tsn train --config configs/tsn_k400_frames.yaml --resume auto\n
-      python -m paddle.distributed.launch --gpus 0,1,2,3 -m tsn_cli train --config configs/tsn_k400_frames.yaml
+      python -m paddle.distributed.launch --gpus 0,1,2,3 -m tsn_cli train --config configs/tsn_k400_frames.yaml\n
+      python -m paddle.distributed.launch --host 127.0.0.1 --nproc_per_node 2 -m tsn_cli train ...  (CPU, gloo)\n
+
+    Checkpoints go to --output: TSN_epoch_XXXXX.pdparams/.pdopt (+ .state.json), TSN_best.*, metrics.jsonl,
+    curves.png. Ctrl-C stops at the next step and saves TSN_interrupted.* (exit 130); --resume auto continues
+    exactly where it stopped. With several processes only rank 0 writes files and shows progress.
     """
+    if gpus and "PADDLE_TRAINERS_NUM" not in os.environ:
+        argv = relaunch_argv(sys.argv[1:], gpus)
+        os.execv(sys.executable, argv)
     from tsn_cli.config import with_values
 
     cfg = C.build_config(
