@@ -63,8 +63,9 @@ def test_epoch_table_fits_80_columns(trained):
 
 def test_dry_run_reports_size_and_flops_and_writes_nothing(data, tmp_path):
     cfg = write_tiny_config(tmp_path / "c.yaml", data, tmp_path / "out")
-    proc = run_train("--config", cfg, "--dry-run", "--json")
+    proc = run_train("--config", cfg, "--dry-run", "--json", "--amp", "fp16")
     assert proc.returncode == 0, proc.stderr
+    assert "--amp needs a GPU; running in float32" in " ".join(proc.stderr.split())
     info = json.loads(proc.stdout)
     assert info["dry_run"] is True and info["train_videos"] == 12 and info["steps_per_epoch"] == 3
     assert 11_000_000 < info["params"] < 11_400_000 and info["gflops_per_clip"] > 0

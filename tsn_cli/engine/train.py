@@ -348,10 +348,10 @@ class Trainer:
         self.steps_per_epoch = optimizer_steps_per_epoch(len(self.train_loader), cfg.train.accum_steps)
         self.sched = build_schedule(cfg, self.steps_per_epoch, self.world)
         self.optimizer = build_optimizer(cfg, self.model, self.sched)
-        self.net = paddle.DataParallel(self.model) if self.world > 1 else self.model
         self.scaler = paddle.amp.GradScaler(init_loss_scaling=2.0**16, incr_every_n_steps=2000, decr_every_n_nan_or_inf=1) if self.amp == "fp16" else None
-        if self.amp:
+        if self.amp:  # decorate before DataParallel wraps the model (O2 casts the parameters in place)
             self.model, self.optimizer = paddle.amp.decorate(models=self.model, optimizers=self.optimizer, level=cfg.runtime.amp_level, dtype="float16" if self.amp == "fp16" else "bfloat16", master_weight=True)
+        self.net = paddle.DataParallel(self.model) if self.world > 1 else self.model
 
         size = model_size(cfg.model.depth, cfg.model.num_classes, cfg.model.seg_num, cfg.augment.target_size)
         self.start_epoch, self.best_top1, self.best_epoch = 0, None, None
