@@ -57,3 +57,33 @@ def test_ctrl_c_saves_the_exact_mid_epoch_state_and_resume_continues(setup):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     ref_rows = [json.loads(line) for line in (root / "ref" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["loss"] == pytest.approx(ref_rows[-1]["loss"], rel=1e-6) and rows[-1]["clips"] == 12
+
+
+def test_external_sigterm_stops_cleanly_with_a_resumable_checkpoint(setup):
+    """A real signal from outside (what a scheduler or the distributed launcher sends) at an arbitrary moment."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from helpers_train import REPO
+
+    from tsn_cli.engine.train import find_latest_checkpoint
+
+    root, data, _ = setup
+    out = root / "term"
+    cfg = write_tiny_config(root / "term.yaml", data, out, epochs=30)
+    env = dict(os.environ, OMP_NUM_THREADS="1", GLOG_minloglevel="2")
+    proc = subprocess.Popen([sys.executable, "-m", "tsn_cli", "train", "--config", str(cfg), "--json"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out / "TSN_epoch_00001.state.json").is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert json.loads(stdout)["interrupted"] is True and "Traceback" not in stderr
+    latest = find_latest_checkpoint(out)
+    meta = json.loads(latest.with_suffix(".state.json").read_text())
+    assert meta["epoch"] >= 1 and weights(latest)["head.fc.weight"].shape == (512, 3)

@@ -406,6 +406,8 @@ class Trainer:
         self._partial = meta.get("partial")
         self.best_top1 = meta.get("best_top1")
         self.best_epoch = meta.get("best_epoch")
+        if self.start_step and meta.get("steps_per_epoch") not in (None, self.steps_per_epoch):
+            self.hooks.on_message(f"warning: {path} was written with {meta['steps_per_epoch']} steps per epoch, this run has {self.steps_per_epoch} (batch size or data changed?): the resumed epoch will not match")
         where = f"epoch {self.start_epoch} done" + (f", {self.start_step} batches of epoch {self.start_epoch + 1}" if self.start_step else "")
         self.hooks.on_message(f"resumed from {path} ({where})")
 
@@ -612,7 +614,8 @@ class Trainer:
         (Path(out) / f"rank{self.rank}.sha256").write_text(h.hexdigest())
 
     def _install_sigint(self):
-        """First Ctrl-C: stop at the next step boundary with a checkpoint; second: abort now. Returns the old handler."""
+        """First Ctrl-C (or SIGTERM, as a scheduler or paddle.distributed.launch sends): stop at the next step
+        boundary with a checkpoint; a second one aborts now. Returns the previous handlers."""
         import signal
         import threading
 
@@ -623,9 +626,9 @@ class Trainer:
             if self.stop_requested:
                 raise KeyboardInterrupt
             self.stop_requested = True
-            self.hooks.on_message("Ctrl-C: stopping after this step and saving a checkpoint (Ctrl-C again aborts)")
+            self.hooks.on_message("stopping after this step and saving a checkpoint (Ctrl-C again aborts)")
 
-        return signal.signal(signal.SIGINT, handler)
+        return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def run(self) -> TrainResult:
         """Train from `start_epoch`/`start_step` to `train.epochs`; Ctrl-C saves the exact mid-epoch state."""
@@ -673,8 +676,8 @@ class Trainer:
             self.hooks.on_message(f"aborted in epoch {epoch + 1}; the checkpoints in {self.output} are intact")
             return TrainResult(self.output, epoch, self.best_top1, self.best_epoch, find_latest_checkpoint(self.output), history, interrupted=True)
         finally:
-            if old is not None:
-                signal.signal(signal.SIGINT, old)
+            for sig, prev in (old or {}).items():
+                signal.signal(sig, prev)
             if self._vdl:
                 self._vdl.close()
         self._write_digest()
