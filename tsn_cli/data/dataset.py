@@ -299,13 +299,14 @@ def _worker_init(seed: int):
 
 
 def build_loader(dataset, batch_size: int, shuffle: bool, workers: int, seed: int = 0, drop_last: bool = False,
-                 distributed: bool = False, prefetch_factor: int = 2, timeout: int = 600):
+                 distributed: bool = False, prefetch_factor: int = 2, timeout: int = 5):
     """A ``paddle.io.DataLoader`` over ``dataset`` with reproducible, epoch-aware batches.
 
     Batches are ``[clip [N,V,3,t,t] float32, label [N] int64, index [N] int64, ok [N] int64]`` (paddle tensors).
     ``loader.set_epoch(e)`` selects the epoch of the next pass (it also advances by itself on each pass).
-    With workers, a batch that takes longer than ``timeout`` seconds (a decoder hung) raises instead of
-    hanging the run (0 = wait forever). With ``distributed`` the data is sharded by ``paddle.distributed`` rank; the last batch may repeat samples
+    With workers, ``timeout`` is how often (seconds) Paddle checks its workers while waiting for a batch: a
+    worker that died is reported after at most that long (as a `DataError`). Paddle keeps waiting after a
+    timeout while its workers are alive, so this must stay short (a long value only delays that report). With ``distributed`` the data is sharded by ``paddle.distributed`` rank; the last batch may repeat samples
     (use ``index`` to de-duplicate in eval).
     """
     from tsn_cli.engine.device import import_paddle
@@ -321,11 +322,99 @@ def build_loader(dataset, batch_size: int, shuffle: bool, workers: int, seed: in
                   timeout=int(timeout) if workers > 0 else 0)
     if workers > 0:
         kwargs.update(worker_init_fn=_worker_init(seed), prefetch_factor=int(prefetch_factor), persistent_workers=False)
-    loader = paddle.io.DataLoader(dataset, **kwargs)
+    inner = paddle.io.DataLoader(dataset, **kwargs) if workers > 0 else None
+    loader = SafeLoader(dataset, sampler, inner)
     dataset._sampler = sampler  # collect() repeats failed loads with the epoch being iterated
-    loader.set_epoch = sampler.set_epoch  # type: ignore[attr-defined]
-    loader.epoch_sampler = sampler  # type: ignore[attr-defined]
     return loader
+
+
+class SafeLoader:
+    """The loader `build_loader` returns: iterates batches like ``paddle.io.DataLoader`` but never hangs and
+    turns loader failures into one-line `DataError`s.
+
+    * ``workers == 0``: batches are built in the calling thread. Paddle's single-process DataLoader runs the
+      dataset in a helper thread and waits forever when ``__getitem__`` raises (Paddle 3.3), so it is not used.
+    * ``workers > 0``: Paddle's multi-process DataLoader; an exception re-raised from a worker (its message
+      holds the worker's whole traceback) or a worker that died (killed by the OOM killer, ``os._exit``)
+      becomes a `DataError` naming the cause.
+
+    ``batch_sampler`` may be replaced (the trainer wraps it to skip batches on resume).
+    """
+
+    def __init__(self, dataset, sampler, inner=None):
+        self.dataset = dataset
+        self._inner = inner
+        self._batch_sampler = sampler
+        self.epoch_sampler = sampler
+        self.set_epoch = sampler.set_epoch
+
+    @property
+    def batch_sampler(self):
+        return self._batch_sampler
+
+    @batch_sampler.setter
+    def batch_sampler(self, value) -> None:
+        self._batch_sampler = value
+        if self._inner is not None:
+            self._inner.batch_sampler = value
+
+    def __len__(self) -> int:
+        return len(self._batch_sampler)
+
+    def __iter__(self):
+        if self._inner is None:
+            yield from self._iter_sync()
+            return
+        import threading
+
+        # Paddle re-raises a worker's exception in its reader thread, whose traceback the default hook would
+        # print; keep it instead and report its last line.
+        seen: list[BaseException] = []
+        previous = threading.excepthook
+        threading.excepthook = lambda args: seen.append(args.exc_value)
+        try:
+            it = None
+            while True:
+                try:
+                    if it is None:
+                        it = iter(self._inner)
+                    batch = next(it)
+                except StopIteration:
+                    return
+                except (KeyboardInterrupt, MemoryError):
+                    raise
+                except Exception as exc:
+                    cause = seen[0] if seen else exc
+                    if isinstance(cause, DataError) or "caught DataError" in str(cause):
+                        raise DataError(_last_line(cause).split("DataError: ", 1)[-1]) from None
+                    raise DataError(_loader_failure(cause)) from None
+                yield batch
+        finally:
+            threading.excepthook = previous
+
+    def _iter_sync(self):
+        from tsn_cli.engine.device import import_paddle
+
+        paddle = import_paddle()
+        for keys in self._batch_sampler:
+            items = [self.dataset[k] for k in keys]
+            yield [paddle.to_tensor(np.stack([np.asarray(it[f]) for it in items])) for f in range(len(items[0]))]
+
+
+def _last_line(exc: BaseException) -> str:
+    """The last non-empty line of a (worker-traceback-carrying) message."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _loader_failure(exc: BaseException) -> str:
+    msg = str(exc)
+    if "exit unexpectedly" in msg or "exited unexpectedly" in msg or "killed_" in msg or "killed" in msg.lower():
+        return ("a data-loading worker process died (out of memory? try fewer --workers or a smaller "
+                "--batch-size): " + _last_line(exc)[:200])
+    if "timeout" in msg.lower() or "timed out" in msg.lower():
+        return "a data-loading worker did not deliver a batch in time (hung decoder?): " + _last_line(exc)[:200]
+    return f"data loading failed: {type(exc).__name__}: {_last_line(exc)[:200]}"
 
 
 def set_epoch(loader, epoch: int) -> None:
@@ -333,4 +422,4 @@ def set_epoch(loader, epoch: int) -> None:
     loader.epoch_sampler.set_epoch(epoch)
 
 
-__all__ = ["TSNDataset", "EpochBatchSampler", "build_loader", "set_epoch", "MAX_REPLACEMENT_TRIES"]
+__all__ = ["TSNDataset", "EpochBatchSampler", "SafeLoader", "build_loader", "set_epoch", "MAX_REPLACEMENT_TRIES"]

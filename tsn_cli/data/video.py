@@ -108,7 +108,11 @@ class VideoFileSource(FrameSource):
         try:
             frames = self._reader.get_batch(idx.tolist()).asnumpy()
         except Exception as exc:
-            raise DecodeError(self.path, f"decoding frames failed, video truncated or corrupt ({_short(exc)})") from None
+            # decord 0.6 fails on some valid frame sizes (e.g. 48x40: "DECORDArrayCopyFromTo: The size must
+            # exactly match"); OpenCV decodes those. A really truncated file fails there too.
+            frames = _read_with_cv2(self.path, idx)
+            if frames is None:
+                raise DecodeError(self.path, f"decoding frames failed, video truncated or corrupt ({_short(exc)})") from None
         if frames.ndim != 4 or frames.shape[0] != idx.size or frames.shape[-1] != 3:
             raise DecodeError(self.path, f"decoder returned an unexpected array {tuple(frames.shape)}")
         return np.ascontiguousarray(frames, dtype=np.uint8)
@@ -214,6 +218,36 @@ def open_source(record_or_path, fmt: str | None = None, frame_template: str = DE
     if fmt == "frames":
         return FrameFolderSource(path, num_frames, frame_template)
     raise ValueError(f"unknown format {fmt!r} (allowed: video, frames)")
+
+
+def _read_with_cv2(path: str, idx: np.ndarray) -> np.ndarray | None:
+    """Fallback decoder: read the video sequentially with OpenCV up to the last wanted frame and keep the
+    wanted ones (RGB). None when any wanted frame cannot be read (truncated/corrupt file)."""
+    import cv2
+
+    cap = cv2.VideoCapture(path)
+    try:
+        if not cap.isOpened():
+            return None
+        wanted = set(idx.tolist())
+        got: dict[int, np.ndarray] = {}
+        last = int(idx.max())
+        for i in range(last + 1):
+            if not cap.grab():
+                return None
+            if i in wanted:
+                ok, bgr = cap.retrieve()
+                if not ok or bgr is None or bgr.ndim != 3:
+                    return None
+                got[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        shapes = {a.shape for a in got.values()}
+        if len(shapes) != 1:
+            return None
+        return np.stack([got[i] for i in idx.tolist()])
+    except cv2.error:
+        return None
+    finally:
+        cap.release()
 
 
 def _short(exc: BaseException) -> str:
