@@ -177,3 +177,33 @@ def test_prefetch_overlaps_preprocessing_with_inference():
     assert [r.path for r in out] == paths
     assert out[2].error == "cannot open as a video" and all(r.error is None for i, r in enumerate(out) if i != 2)
     assert dt < 0.95, f"no overlap: {dt:.2f} s"
+
+
+def test_process_prefetch_for_gil_holding_engine(setup):
+    """paddle.inference holds the GIL while running, so its prefetch runs in a child process: same inputs
+    arrive (bit-identical clips, order, errors kept) and the shared-memory handover files are removed."""
+    import glob
+    import os
+
+    from tsn_cli.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from tsn_cli.deploy.predict import Predictor
+
+    seen = []
+
+    class GilEngine:
+        holds_gil = True
+
+        def run(self, x):
+            seen.append(x.copy())
+            return np.zeros((1, NUM_CLASSES), dtype=np.float32)
+
+    before = set(glob.glob("/dev/shm/tsn-predict-*"))
+    p = Predictor(GilEngine(), seg_num=3, crops=1, short_side=SHORT, target_size=TARGET, mean=IMAGENET_MEAN, std=IMAGENET_STD, label_names=LABELS)
+    paths = [str(setup["videos"] / n) for n in ("a.avi", "corrupt.avi", "b.avi")]
+    out = list(p.predict(paths))
+    assert [r.path for r in out] == paths and out[1].error and out[0].error is None and out[2].error is None
+    assert "transfer" in out[0].timings  # came through the child process
+    assert len(seen) == 2
+    np.testing.assert_array_equal(seen[1], p.preprocess(paths[2])[0])
+    if os.path.isdir("/dev/shm"):
+        assert set(glob.glob("/dev/shm/tsn-predict-*")) <= before

@@ -97,6 +97,8 @@ class PaddleEngine:
         self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
         self._seen: set = set()
+        # predictor.run() keeps the GIL for the whole forward pass: prefetch must use a process.
+        self.holds_gil = True
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Logits for a [N, V, 3, H, W] float32 array."""
@@ -258,32 +260,32 @@ class Predictor:
         timings["postprocess"] = time.perf_counter() - t0
         return Prediction(path, items, probs, timings=timings)
 
-    def predict(self, paths: list[str], prefetch: int = 2) -> Iterator[Prediction]:
-        """Predict every path; the next inputs are decoded in a background thread while one is inferred."""
-        q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
-        stop = threading.Event()
-
-        def produce():
-            for path in paths:
-                if stop.is_set():
-                    return
-                try:
-                    item = (path, *self.preprocess(path), None)
-                except DecodeError as exc:
-                    item = (path, None, {}, exc.reason)
-                except Exception as exc:  # noqa: BLE001 - a bad input is reported, never a crash
-                    item = (path, None, {}, f"{type(exc).__name__}: {exc}")
-                q.put(item)
-            q.put(None)
-
-        worker = threading.Thread(target=produce, daemon=True)
-        worker.start()
+    def _prepare(self, path: str) -> tuple:
+        """(path, x, timings, error) for one input; a bad input is reported, never raised."""
         try:
-            while True:
-                item = q.get()
-                if item is None:
-                    break
-                path, x, timings, error = item
+            return (path, *self.preprocess(path), None)
+        except DecodeError as exc:
+            return (path, None, {}, exc.reason)
+        except Exception as exc:  # noqa: BLE001 - a bad input is reported, never a crash
+            return (path, None, {}, f"{type(exc).__name__}: {exc}")
+
+    def _view_params(self) -> dict:
+        return {"seg_num": self.seg_num, "crops": self.crops, "short_side": self.short_side, "target_size": self.target_size, "mean": self.mean, "std": self.std}
+
+    def predict(self, paths: list[str], prefetch: int = 2) -> Iterator[Prediction]:
+        """Predict every path, in order, while the next inputs are decoded and preprocessed in the background.
+
+        Engines that release the GIL while running (ONNX Runtime, test doubles) get a background thread.
+        paddle.inference's `run()` holds the GIL for the whole forward pass (measured: a Python thread gets
+        no time slice during it), so for it (`engine.holds_gil`) the background work runs in a separate
+        process that hands over each clip through a file in shared memory (/dev/shm).
+        """
+        if getattr(self.engine, "holds_gil", False) and len(paths) > 1:
+            items = _process_prefetch(paths, self._view_params(), prefetch, self._prepare)
+        else:
+            items = _thread_prefetch(paths, prefetch, self._prepare)
+        try:
+            for path, x, timings, error in items:
                 if error is not None:
                     yield Prediction(path, error=error)
                     continue
@@ -292,12 +294,111 @@ class Predictor:
                 timings["inference"] = time.perf_counter() - t0
                 yield self._result(path, logits, timings)
         finally:
-            stop.set()
-            while worker.is_alive():
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    worker.join(0.05)
+            items.close()
+
+
+def _thread_prefetch(paths: list[str], prefetch: int, prepare) -> Iterator[tuple]:
+    """Yield `prepare(path)` for each path, computed up to `prefetch` ahead in a daemon thread."""
+    q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+    stop = threading.Event()
+
+    def produce():
+        for path in paths:
+            if stop.is_set():
+                return
+            q.put(prepare(path))
+        q.put(None)
+
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                worker.join(0.05)
+
+
+def _shm_dir() -> str:
+    """A private temp folder, in RAM (/dev/shm) when there is one."""
+    import tempfile
+
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    return tempfile.mkdtemp(prefix="tsn-predict-", dir=base)
+
+
+def _prefetch_worker(paths: list[str], params: dict, out_dir: str, q) -> None:
+    """Child process: preprocess each path, save the clip as .npy in `out_dir`, queue (path, file, timings, error)."""
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)  # the parent's inference already uses every core
+    except Exception:  # pragma: no cover
+        pass
+    pred = Predictor(None, label_names=[], **params)
+    for i, path in enumerate(paths):
+        path, x, timings, error = pred._prepare(path)
+        file = None
+        if error is None:
+            file = os.path.join(out_dir, f"{i}.npy")
+            np.save(file, x)
+        q.put((path, file, timings, error))
+    q.put(None)
+
+
+def _process_prefetch(paths: list[str], params: dict, prefetch: int, prepare) -> Iterator[tuple]:
+    """Yield prepared inputs computed by a spawned child process (no paddle in it, no GIL shared).
+
+    If the child cannot start or dies, the remaining inputs are prepared in this process instead.
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # never fork a process that holds paddle/oneDNN thread pools
+    out_dir = _shm_dir()
+    q = ctx.Queue(maxsize=max(1, prefetch))
+    proc = ctx.Process(target=_prefetch_worker, args=(paths, params, out_dir, q), daemon=True)
+    done = 0
+    try:
+        try:
+            proc.start()
+        except Exception:  # noqa: BLE001 - e.g. no /dev/shm semaphores: fall back to doing it inline
+            proc = None
+        while proc is not None and done < len(paths):
+            try:
+                item = q.get(timeout=1.0)
+            except queue.Empty:
+                if proc.is_alive():
+                    continue
+                break  # the worker died: finish inline below
+            if item is None:
+                break
+            path, file, timings, error = item
+            x = None
+            if file is not None:
+                t0 = time.perf_counter()
+                x = np.load(file)
+                os.unlink(file)
+                timings["transfer"] = time.perf_counter() - t0
+            done += 1
+            yield path, x, timings, error
+        for path in paths[done:]:
+            yield prepare(path)
+    finally:
+        if proc is not None and proc.is_alive():
+            proc.terminate()
+            proc.join(5)
+        q.close()
+        q.cancel_join_thread()
+        import shutil
+
+        shutil.rmtree(out_dir, ignore_errors=True)
 
 
 def predictor_from_export(model_dir: Path | str, *, backend: str = "paddle", device: str = "cpu", threads: Optional[int] = None, tensorrt: bool = False, seg_num=None, crops=None, top_k: int = 5, batch_views: Optional[int] = None) -> Predictor:
