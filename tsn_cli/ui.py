@@ -58,8 +58,8 @@ def make_progress(*extra_columns, transient: bool = False, disable: bool = False
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, numeric: Sequence[int] = ()) -> Table:
-    """Build a rich table; cells are sanitised with `safe`."""
-    t = Table(title=title, title_justify="left", header_style="bold")
+    """Build a rich table; the title and cells are sanitised with `safe` (titles are often file paths)."""
+    t = Table(title=None if title is None else safe(title), title_justify="left", header_style="bold")
     for i, name in enumerate(columns):
         t.add_column(name, justify="right" if i in numeric else "left")
     for row in rows:

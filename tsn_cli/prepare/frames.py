@@ -221,6 +221,16 @@ def check_video(path: str, full: bool = True, key: str = "") -> VideoResult:
     return res
 
 
+def _first_gap(folder: str | os.PathLike) -> str:
+    """'img_00004.jpg missing' for the first missing frame number (for error messages)."""
+    try:
+        idx = {int(m.group(1)) for m in map(_FRAME_RE.match, os.listdir(folder)) if m}
+    except OSError:
+        return "cannot list folder"
+    missing = next((i for i in range(1, max(idx, default=0) + 2) if i not in idx), None)
+    return f"gap: img_{missing:05d}.jpg missing" if missing is not None else "gap"
+
+
 def count_frames_on_disk(folder: str | os.PathLike) -> int | None:
     """Number of frames img_00001.jpg..img_N.jpg in `folder`, or None if they are not exactly 1..N (or N = 0)."""
     try:
@@ -360,7 +370,7 @@ def check_frame_dir(folder: str, expect: int | None, full: bool = True, key: str
         n = count_frames_on_disk(folder)
         if n is None:
             has_any = any(_FRAME_RE.match(x) for x in os.listdir(folder))
-            reason = "frames are not numbered img_00001..img_N (gap)" if has_any else "no frames (img_00001.jpg ...)"
+            reason = f"frames are not numbered img_00001..img_N ({_first_gap(folder)})" if has_any else "no frames (img_00001.jpg ...)"
         else:
             res.frames = n
             if expect is not None and n != expect:
