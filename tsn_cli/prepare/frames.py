@@ -350,7 +350,14 @@ def extract_video(job: VideoJob, opts: ExtractOptions | None = None) -> VideoRes
 
 
 def _worker_init() -> None:
-    """Per-process setup: OpenCV single-threaded (we parallelise over processes), quiet logging."""
+    """Per-process setup: OpenCV single-threaded (we parallelise over processes), quiet logging.
+
+    Ctrl-C reaches the whole process group; only the parent handles it (it cancels the pool). A worker
+    finishes its video (written under a temporary name, so it is never half-visible) and exits quietly
+    instead of printing a KeyboardInterrupt traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2 = _cv2()
     cv2.setNumThreads(1)
 
