@@ -2,8 +2,11 @@
 
 Engines: `PaddleEngine` (an exported model through paddle.inference: oneDNN + thread count on CPU, GPU with
 optional TensorRT), `OrtEngine` (ONNX Runtime on the exported ONNX file) and `DygraphEngine` (a checkpoint,
-no export needed). Decoding and preprocessing of the next video run in a background thread while the current
-one is inferred, and one engine is reused for every input.
+no export needed). Decoding and preprocessing of the next video run in the background while the current one
+is inferred -- a thread for engines that release the GIL, a spawned process for paddle.inference (whose
+`run()` holds the GIL; library callers using it from a script need the usual `if __name__ == "__main__":`
+guard of multiprocessing) -- and one engine is reused for every input. Views are run in equal chunks of at
+most `DEFAULT_BATCH_VIEWS` (faster than one huge batch on CPU; the averaged logits are the same).
 """
 
 from __future__ import annotations
@@ -135,6 +138,7 @@ class OrtEngine:
         self.name = self.sess.get_inputs()[0].name
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Logits for a [N, V, 3, H, W] float32 array (ORT releases the GIL while running)."""
         return self.sess.run(None, {self.name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
 
@@ -155,6 +159,7 @@ class DygraphEngine:
         self.model.eval()
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Logits for a [N, V, 3, H, W] float32 array."""
         with self.paddle.no_grad():
             return self.model(self.paddle.to_tensor(x)).numpy()
 
@@ -201,6 +206,7 @@ class Prediction:
     timings: dict = field(default_factory=dict)
 
     def to_json(self, all_scores: bool = False) -> dict:
+        """`{"path", "top_k": [{"class_id", "label", "score"}]}` (+ `"scores"`), or `{"path", "error"}`."""
         if self.error is not None:
             return {"path": self.path, "error": self.error}
         d = {"path": self.path, "top_k": self.top_k}
@@ -270,6 +276,7 @@ class Predictor:
             return (path, None, {}, f"{type(exc).__name__}: {exc}")
 
     def _view_params(self) -> dict:
+        """The view settings, to rebuild an engine-less Predictor in the prefetch process."""
         return {"seg_num": self.seg_num, "crops": self.crops, "short_side": self.short_side, "target_size": self.target_size, "mean": self.mean, "std": self.std}
 
     def predict(self, paths: list[str], prefetch: int = 2) -> Iterator[Prediction]:
