@@ -85,3 +85,14 @@ def append_line(target: str | os.PathLike, line: str) -> None:
             os.fsync(fh.fileno())
     except OSError as exc:
         raise TsnError(f"cannot write {target}: {exc.strerror or exc}") from exc
+
+
+def ensure_dir(folder: str | os.PathLike) -> Path:
+    """Create `folder` (and parents) if needed; a failure (read-only disk, a file in the way, permissions)
+    raises a one-line TsnError naming the folder."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TsnError(f"cannot create folder {folder}: {exc.strerror or exc}") from exc
+    return folder

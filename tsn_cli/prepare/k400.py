@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from tsn_cli.errors import DataError
+from tsn_cli.fsutil import ensure_dir
 from tsn_cli.prepare import BadEntry, ListInfo, PrepareReport, list_entry_path
 from tsn_cli.prepare.frames import RunStats, VideoJob, VideoResult, safe_join
 from tsn_cli.prepare.ucf101 import process_jobs
@@ -144,7 +145,7 @@ def prepare_k400(
         raise DataError(f"{root_p}: video folder not found")
     csvs = find_csvs(annotations)
     out_dir = Path(out) if out is not None else root_p
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir)
     frames_root = Path(frames_dir) if frames_dir is not None else out_dir / "rawframes"
     report = PrepareReport(dataset="k400", root=str(root_p.resolve()), out=str(out_dir.resolve()))
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from tsn_cli.errors import DataError
+from tsn_cli.fsutil import ensure_dir
 from tsn_cli.prepare import BadEntry, ListInfo, PrepareReport, list_entry_path
 from tsn_cli.prepare.frames import ExtractOptions, RunStats, VideoJob, VideoResult, run_jobs, safe_join
 
@@ -159,7 +160,7 @@ def prepare_ucf101(
 
     video_root, split_dir = find_layout(root)
     out_dir = Path(out) if out is not None else Path(root)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir)
     frames_root = Path(frames_dir) if frames_dir is not None else out_dir / "rawframes"
     classes = read_class_ind(split_dir / "classInd.txt")
     class_ids = {c: i for i, c in enumerate(classes)}
