@@ -24,7 +24,7 @@ def predict(
     device: C.DeviceOpt = None,
     tensorrt: Annotated[bool, typer.Option("--tensorrt", help="GPU only: TensorRT fp16 in paddle.inference.")] = False,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU math threads (default: all cores).")] = None,
-    batch_views: Annotated[Optional[int], typer.Option("--batch-views", min=1, help="Most views per engine run (default 25 with --model: fastest on CPU; the result does not change).")] = None,
+    batch_views: Annotated[Optional[int], typer.Option("--batch-views", min=1, help="Most views per engine run (default 10 with --model: fastest on CPU; the result does not change).")] = None,
     all_scores: Annotated[bool, typer.Option("--all-scores", help="With --json: include the full softmax vector.")] = False,
     benchmark: Annotated[bool, typer.Option("--benchmark", help="Per-stage timings (decode, preprocess, inference, postprocess).")] = False,
     json_out: C.JsonOpt = False,

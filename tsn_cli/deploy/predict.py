@@ -165,16 +165,18 @@ class DygraphEngine:
 
 
 # Views per engine run for paddle.inference / ONNX Runtime on CPU. Measured here (ResNet-50, 224, 2 cores,
-# paddle.inference + oneDNN): 25 views per run ~21.6 frames/s, 50 ~19.3, all 250 at once ~13.6 (big
-# activations fall out of cache); see benchmarks/bench_predict.py.
-DEFAULT_BATCH_VIEWS = 25
+# paddle.inference + oneDNN, same process, interleaved): 8 views per run 8.6-9.2 frames/s, 10 views 8.3,
+# 25 views 7.4 on a machine shared with other jobs; quiet: 25 views 21.6, 50 19.3, all 250 at once 13.6
+# (activations fall out of cache). 10 is as fast as 8 and splits 25x10 = 250 views into 25 equal runs (one
+# input shape, one set of oneDNN primitives). See benchmarks/bench_predict.py.
+DEFAULT_BATCH_VIEWS = 10
 
 
 def chunk_bounds(v: int, limit: int) -> list[tuple[int, int]]:
     """Split ``v`` views into the fewest runs of at most ``limit``, of near-equal size.
 
     Equal sizes keep the number of distinct input shapes (and so of oneDNN primitive builds) small:
-    250 views with limit 25 -> 10 x 25; 30 views -> 2 x 15 rather than 25 + 5.
+    250 views with limit 10 -> 25 x 10; 30 views with limit 25 -> 2 x 15 rather than 25 + 5.
     """
     n = -(-v // max(1, limit))
     edges = [round(i * v / n) for i in range(n + 1)]
