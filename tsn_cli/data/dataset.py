@@ -410,8 +410,12 @@ def _last_line(exc: BaseException) -> str:
 def _loader_failure(exc: BaseException) -> str:
     msg = str(exc)
     if "exit unexpectedly" in msg or "exited unexpectedly" in msg or "killed_" in msg or "killed" in msg.lower():
+        detail = "" if "killed_" in msg else ": " + _last_line(exc)[:200]
+        m = __import__("re").search(r"pid (\d+)\) exited unexpectedly with code (-?\d+)", msg)
+        if m:
+            detail = f" (pid {m.group(1)}, exit code {m.group(2)})"
         return ("a data-loading worker process died (out of memory? try fewer --workers or a smaller "
-                "--batch-size): " + _last_line(exc)[:200])
+                "--batch-size)" + detail)
     if "timeout" in msg.lower() or "timed out" in msg.lower():
         return "a data-loading worker did not deliver a batch in time (hung decoder?): " + _last_line(exc)[:200]
     return f"data loading failed: {type(exc).__name__}: {_last_line(exc)[:200]}"
