@@ -232,3 +232,27 @@ def test_one_class_dataset(tmp_path):
     p = cli("predict", root / "videos" / "c0_v0.avi", "--model", root / "out" / "export", "--json")
     out, err = _no_tb(p)
     assert p.returncode == 0 and json.loads(out)[0]["top_k"][0]["score"] == pytest.approx(1.0)
+
+
+def test_path_traversal_in_list_entries_via_cli(tmp_path):
+    """Frame folders are only ever written under the frames dir, whatever the list says."""
+    from helpers_prepare import make_ucf_tree
+    from helpers_prepare import write_video as write_small
+
+    root = tmp_path / "ucf"
+    make_ucf_tree(root, groups=2, clips=1)
+    write_small(tmp_path / "evil.avi")
+    sdir = root / "ucfTrainTestlist"
+    extra = b"../evil.avi\r\nAlpha/../../evil.avi\r\n/tmp/../etc/passwd\r\nAlpha/..\r\n"
+    (sdir / "testlist01.txt").write_bytes((sdir / "testlist01.txt").read_bytes() + extra)
+    before = set(tmp_path.iterdir())
+    p = cli("prepare", "ucf101", root, "--split", "1", "--frames", "--workers", "1", "--json")
+    out, err = _no_tb(p)
+    assert p.returncode == 1, err[-2000:]
+    import json
+
+    bad = {b["path"]: b["reason"] for b in json.loads(out)["bad"]}
+    for entry in ("../evil.avi", "Alpha/../../evil.avi", "/tmp/../etc/passwd", "Alpha/.."):
+        assert entry in bad, bad  # each rejected and named
+    assert set(tmp_path.iterdir()) == before  # nothing written next to the dataset
+    assert all(str(x.resolve()).startswith(str(root.resolve())) for x in root.rglob("*"))
