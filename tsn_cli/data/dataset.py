@@ -32,7 +32,6 @@ workers`` batches in flight.
 from __future__ import annotations
 
 import math
-import os
 import random
 from typing import Sequence
 
