@@ -102,10 +102,6 @@ def test_disk_full_during_checkpoint_save(model, tmpfs):
     assert not [n for n in left if n.endswith((".pdparams", ".pdopt", ".tmp"))], left
 
 
-_OSERROR_XFAIL = pytest.mark.xfail(reason="OSError on the output folder escapes as exit 3 'OSError: ...' "
-                                    "(see /work/hardening_bugs.md #1)", strict=False)
-
-
 def _cmd(kind, model, out):
     w = model / "out" / "TSN_best.pdparams"
     return {
@@ -118,8 +114,7 @@ def _cmd(kind, model, out):
     }[kind]
 
 
-KINDS = [pytest.param("eval", marks=_OSERROR_XFAIL), pytest.param("export", marks=_OSERROR_XFAIL),
-         pytest.param("train", marks=_OSERROR_XFAIL), "scores", "demo", "lists"]
+KINDS = ["eval", "export", "train", "scores", "demo", "lists"]
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,9 @@ import pytest
 from helpers_train import make_tiny_data, run_train, weights, write_tiny_config
 
 
+pytestmark = pytest.mark.faults
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")

@@ -72,6 +72,16 @@ def main() -> None:
 
         err_console.print(f"[bold red]error:[/] {safe(exc)}")
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        # A folder or file the user pointed at cannot be written (read-only disk, a file in the way, disk full):
+        # the user's environment, not a bug, so one plain line and exit 2.
+        if debug:
+            raise
+        from tsn_cli.ui import err_console, safe
+
+        where = exc.filename or ""
+        err_console.print(f"[bold red]error:[/] cannot write {safe(where)}: {safe(exc.strerror or exc)}")
+        sys.exit(2)
     except KeyboardInterrupt:
         from tsn_cli.ui import err_console
 
