@@ -29,3 +29,13 @@ def run_tsn(*args, cwd=None, check=False, timeout=600, env=None):
 @pytest.fixture(scope="session")
 def tsn():
     return run_tsn
+
+
+@pytest.fixture(scope="session")
+def paddle():
+    """Paddle imported the way tsn does it (threads set, start-up noise silenced), on the CPU."""
+    from tsn_cli.engine.device import import_paddle
+
+    p = import_paddle()
+    p.set_device("cpu")
+    return p

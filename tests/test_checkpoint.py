@@ -18,15 +18,6 @@ from helpers_model import golden_weights  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def paddle():
-    from tsn_cli.engine.device import import_paddle
-
-    p = import_paddle()
-    p.set_device("cpu")
-    return p
-
-
-@pytest.fixture(scope="module")
 def ck():
     from tsn_cli.model import checkpoint
 

@@ -12,15 +12,6 @@ from tsn_cli.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
-def paddle():
-    from tsn_cli.engine.device import import_paddle
-
-    p = import_paddle()
-    p.set_device("cpu")
-    return p
-
-
-@pytest.fixture(scope="module")
 def r18(paddle):
     from tsn_cli.model.tsn import TSN
 

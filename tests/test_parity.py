@@ -20,15 +20,6 @@ GOLDEN = Path(__file__).parent / "golden"
 TOL = 1e-4
 
 
-@pytest.fixture(scope="module")
-def paddle():
-    from tsn_cli.engine.device import import_paddle
-
-    p = import_paddle()
-    p.set_device("cpu")
-    return p
-
-
 @pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
 def test_logits_match_paddlevideo(paddle, case):
     from tsn_cli.model.tsn import TSN

@@ -18,6 +18,8 @@ Paddle is imported lazily: the layer classes are created on first access of ``Re
 
 from __future__ import annotations
 
+from tsn_cli.model.lazy import lazy_getattr
+
 from dataclasses import dataclass
 
 DEPTHS = (18, 34, 50, 101, 152)
@@ -169,13 +171,4 @@ def _build_classes() -> dict:
     return {"ConvBN": ConvBN, "Bottleneck": Bottleneck, "BasicBlock": BasicBlock, "ResNet": ResNet}
 
 
-_LAZY = ("ConvBN", "Bottleneck", "BasicBlock", "ResNet")
-
-
-def __getattr__(name: str):
-    """Create the paddle Layer classes on first access, so importing this module does not import paddle."""
-    if name in _LAZY:
-        classes = _build_classes()
-        globals().update(classes)
-        return classes[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(globals(), ("ConvBN", "Bottleneck", "BasicBlock", "ResNet"), _build_classes)

@@ -10,6 +10,8 @@ Paddle is imported lazily (``TSN`` is created on first access through the module
 
 from __future__ import annotations
 
+from tsn_cli.model.lazy import lazy_getattr
+
 
 def _build_classes() -> dict:
     """Define the paddle Layer classes (needs paddle; called once, on first use)."""
@@ -75,13 +77,4 @@ def _build_classes() -> dict:
     return {"TSNHead": TSNHead, "TSN": TSN}
 
 
-_LAZY = ("TSNHead", "TSN")
-
-
-def __getattr__(name: str):
-    """Create the paddle Layer classes on first access, so importing this module does not import paddle."""
-    if name in _LAZY:
-        classes = _build_classes()
-        globals().update(classes)
-        return classes[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(globals(), ("TSNHead", "TSN"), _build_classes)
