@@ -132,7 +132,9 @@ def test_distributed_two_processes_equals_one(setup):
     assert single.returncode == 1, single.stderr
     logdir = setup["root"] / "dist_logs"
     env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200")
-    tsn_exe = shutil.which("tsn") or str(Path(sys.executable).with_name("tsn"))
+    # The `tsn` next to this interpreter (a venv's), not whichever one PATH finds first.
+    local = Path(sys.executable).with_name("tsn")
+    tsn_exe = str(local) if local.exists() else shutil.which("tsn")
     p = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--host", "127.0.0.1", "--nproc_per_node",
                         "2", "--log_dir", str(logdir), tsn_exe, *args], cwd=setup["root"], capture_output=True,
                        text=True, timeout=120, env=env)
