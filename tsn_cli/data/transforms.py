@@ -318,12 +318,82 @@ class TestTransform:
         self.views = self.crops
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        """Build the test views of one clip (see the class docstring)."""
-        x = scale_short_side(frames, self.short_side)
-        if self.crops == 1:
-            x = center_crop(x, self.target_size)
-        elif self.crops == 3:
-            x = three_crop(x, self.target_size)
+        """Build the test views of one clip (see the class docstring).
+
+        Same values as ``normalize(ten_crop(scale_short_side(frames)))`` (resp. centre / three crop), computed
+        without the per-crop work: see `build_test_views`.
+        """
+        return build_test_views(frames, self.short_side, self.target_size, self.crops, self.mean, self.std)
+
+
+def view_boxes(width: int, height: int, target_size: int, crops: int) -> list[tuple[tuple[int, int, int, int], bool]]:
+    """The ``(box, flipped)`` views of `TestTransform` in output order for a scaled ``width x height`` frame."""
+    if crops == 1:
+        return [(center_crop_box(width, height, target_size), False)]
+    if crops == 3:
+        return [(b, False) for b in three_crop_boxes(width, height, target_size)]
+    if crops == 10:
+        return [(b, flip) for b in ten_crop_boxes(width, height, target_size) for flip in (False, True)]
+    raise ValueError(f"crops must be 1, 3 or 10, got {crops}")
+
+
+def _lut_planes(chw: np.ndarray, lut: np.ndarray, out: np.ndarray) -> None:
+    """``out[i, c] = lut[c][chw[i, c]]`` plane by plane (contiguous uint8 ``[T, 3, h, w]`` -> float32).
+
+    cv2.LUT is a pure table copy (the same float32 values as ``np.take``) but about 2.5x faster, and it
+    writes into ``out`` without a temporary."""
+    for i in range(chw.shape[0]):
+        for c in range(3):
+            cv2.LUT(chw[i, c], lut[c], dst=out[i, c])
+
+
+def build_test_views(
+    frames: np.ndarray,
+    short_side: int = 256,
+    target_size: int = 224,
+    crops: int = 1,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> np.ndarray:
+    """Fast `TestTransform`: uint8 ``[T, H, W, 3]`` -> float32 ``[crops*T, 3, t, t]``, crop-major.
+
+    Bit-identical to normalising each (flipped) crop, because normalisation is a per-pixel table lookup that
+    commutes with cropping and flipping. So: scale every frame (cv2, as `scale_short_side`), normalise
+    only the union of the crop boxes once (cv2.LUT, uint8 -> float32), then fill the preallocated output by
+    slicing the crops out of that (one copy each) and mirroring the flipped ones from the plain crop just
+    written (cv2.flip per plane, several times faster than copying a reversed numpy slice). A single
+    centre crop is looked up straight into the output.
+    """
+    _check_frames(frames)
+    x = scale_short_side(frames, short_side)
+    t_len, h, w = x.shape[:3]
+    t = int(target_size)
+    views = view_boxes(w, h, t, int(crops))
+    lut = _lut(mean, std)
+    out = np.empty((len(views) * t_len, 3, t, t), dtype=np.float32)
+    ux0 = min(b[0] for b, _ in views)
+    uy0 = min(b[1] for b, _ in views)
+    ux1 = max(b[2] for b, _ in views)
+    uy1 = max(b[3] for b, _ in views)
+    # Channel-first uint8 copy of the union of the boxes (cheap) so each LUT call reads one contiguous plane.
+    region = np.ascontiguousarray(x.transpose(0, 3, 1, 2)[:, :, uy0:uy1, ux0:ux1])
+    if len(views) == 1:  # the centre crop is the union: look it up straight into the output
+        _lut_planes(region, lut, out)
+        return out
+    norm = np.empty(region.shape, dtype=np.float32)
+    _lut_planes(region, lut, norm)
+    plain: dict[tuple, np.ndarray] = {}  # box -> its unflipped output block, the cheapest flip source
+    for k, (box, flipped) in enumerate(views):
+        x0, y0, x1, y1 = box
+        dst = out[k * t_len:(k + 1) * t_len]
+        if flipped:
+            src = plain.get(box)
+            if src is None:
+                src = norm[:, :, y0 - uy0:y1 - uy0, x0 - ux0:x1 - ux0]
+            for i in range(t_len):
+                for c in range(3):
+                    cv2.flip(np.ascontiguousarray(src[i, c]), 1, dst=dst[i, c])
         else:
-            x = ten_crop(x, self.target_size)
-        return normalize(x, self.mean, self.std)
+            dst[...] = norm[:, :, y0 - uy0:y1 - uy0, x0 - ux0:x1 - ux0]
+            plain[box] = dst
+    return out
