@@ -681,4 +681,4 @@ class Trainer:
             if self._vdl:
                 self._vdl.close()
         self._write_digest()
-        return TrainResult(self.output, cfg.train.epochs, self.best_top1, self.best_epoch, self._last, history)
+        return TrainResult(self.output, cfg.train.epochs, self.best_top1, self.best_epoch, self._last or find_latest_checkpoint(self.output), history)
