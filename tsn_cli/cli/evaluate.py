@@ -55,7 +55,7 @@ def evaluate(
     from tsn_cli.config import with_values
 
     cfg = with_values(cfg, {"eval.average": average, "eval.batch_size": batch_size, "eval.max_views_per_batch": max_views_per_batch}, source="option")
-    from tsn_cli.engine.evaluate import dist_info
+    from tsn_cli.engine.device import dist_info
 
     main_rank = dist_info()[1] == 0  # in a distributed run only rank 0 prints and writes files
     progress = ui.make_progress(disable=json_out or not main_rank)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 import typer
 from rich.progress import TextColumn
@@ -11,7 +10,9 @@ from tsn_cli import ui
 
 
 def _rank0() -> bool:
-    return int(os.environ.get("PADDLE_TRAINER_ID", "0") or 0) == 0
+    from tsn_cli.engine.device import dist_info
+
+    return dist_info()[1] == 0
 
 
 EPOCH_COLUMNS = ["ep", "loss", "top1", "top5", "lr", "clip/s", "wait", "bad", "val1", "val5"]

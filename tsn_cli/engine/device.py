@@ -54,6 +54,13 @@ def import_paddle(threads: int | None = None):
     return paddle
 
 
+def dist_info() -> tuple[int, int]:
+    """(world_size, rank) from the environment `paddle.distributed.launch` sets; (1, 0) in a plain run."""
+    world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1") or 1)
+    rank = int(os.environ.get("PADDLE_TRAINER_ID", "0") or 0)
+    return max(1, world), rank
+
+
 def gpu_available() -> bool:
     """True when Paddle is compiled with CUDA and at least one GPU is visible."""
     paddle = import_paddle()

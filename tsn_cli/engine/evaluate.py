@@ -13,7 +13,6 @@ shard by repeating samples), so the numbers equal a single-process run.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -118,13 +117,6 @@ def score_loader(model, loader, crops: int, max_frames: int, average: str, num_c
             np.concatenate(all_idx).astype(np.int64), np.concatenate(all_ok).astype(bool))
 
 
-def dist_info() -> tuple[int, int]:
-    """(world_size, rank) from the environment `paddle.distributed.launch` sets (1, 0 otherwise)."""
-    world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1") or 1)
-    rank = int(os.environ.get("PADDLE_TRAINER_ID", "0") or 0)
-    return max(1, world), rank
-
-
 def gather_shards(scores, labels, idx, ok, world: int):
     """All-gather every rank's (scores, labels, indices, ok) and keep one row per list index, in list order.
 
@@ -173,6 +165,8 @@ def evaluate(
 
     paddle = import_paddle(cfg.runtime.threads)
     resolve_device(cfg.runtime.device)
+    from tsn_cli.engine.device import dist_info
+
     world, rank = dist_info()
     if world > 1:
         paddle.distributed.init_parallel_env()

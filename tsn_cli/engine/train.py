@@ -227,12 +227,6 @@ class TrainResult:
     interrupted: bool = False
 
 
-def _dist_info():
-    world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1") or 1)
-    rank = int(os.environ.get("PADDLE_TRAINER_ID", "0") or 0)
-    return world, rank
-
-
 class _SkipSampler:
     """Wraps the loader's `EpochBatchSampler`: the next pass skips its first `skip` batches (mid-epoch resume).
 
@@ -279,7 +273,9 @@ class Trainer:
         self.resume = resume
         self.hooks = hooks or TrainHooks()
         self.output = Path(cfg.runtime.output)
-        self.world, self.rank = _dist_info()
+        from tsn_cli.engine.device import dist_info
+
+        self.world, self.rank = dist_info()
         self.stop_requested = False
         self.start_step = 0
         self._partial: Optional[dict] = None
