@@ -1,6 +1,13 @@
 """Errors a user can act on. The CLI prints them as one line (no traceback) and exits with `exit_code`."""
 
 
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message, at most `limit` characters (its type name when empty):
+    library errors (decord, Paddle, pickle) carry long C++ traces that a one-line message must not."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
 class TsnError(Exception):
     """A problem with the user's input or environment; `str(err)` is the one-line message."""
 

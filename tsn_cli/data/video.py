@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tsn_cli.errors import DecodeError
+from tsn_cli.errors import DecodeError, first_line
 
 DEFAULT_FRAME_TEMPLATE = "img_{:05}.jpg"
 
@@ -252,7 +252,7 @@ def _read_with_cv2(path: str, idx: np.ndarray) -> np.ndarray | None:
 
 def _short(exc: BaseException) -> str:
     """A one-line, bounded summary of a decoder exception (decord messages carry C++ stack noise)."""
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    msg = first_line(exc, 10_000)
     if "Error reading" in msg:
         return "unreadable or unsupported container"
     for key in ("Error sending packet", "Check failed", "av_read_frame", "seek"):

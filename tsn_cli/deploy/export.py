@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import numpy as np
 import yaml
 
-from tsn_cli.errors import TsnError
+from tsn_cli.errors import TsnError, first_line
 
 MODEL_STEM = "TSN"
 META_NAME = "tsn.yaml"
@@ -135,7 +135,7 @@ def export_model(
         try:
             got2 = engine.run(x2)
         except Exception as exc:  # noqa: BLE001 - any failure here means the export is unusable
-            raise TsnError(f"export check failed: the exported model rejects input shape {list(x2.shape)} ({_first_line(exc)})") from None
+            raise TsnError(f"export check failed: the exported model rejects input shape {list(x2.shape)} ({first_line(exc, 200)})") from None
         diff2 = float(np.abs(got2 - ref2).max()) if got2.shape == ref2.shape else float("inf")
         if not diff2 <= _limit(tolerance, ref2):
             raise TsnError(f"export check failed: for input shape {list(x2.shape)} the exported model differs from dygraph by {diff2:.3g}")
@@ -177,12 +177,6 @@ def _other_shape(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([views, views[:, ::-1] * 0.5], axis=0))
 
 
-def _first_line(exc: BaseException) -> str:
-    """First line of an exception message, bounded (Paddle errors carry long C++ traces)."""
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:200]
-
-
 def _export_onnx(stage: Path, checks: list, tolerance: float, say) -> float:
     """Convert with paddle2onnx (never letting it pip-install anything) and check with ONNX Runtime."""
     try:
@@ -210,7 +204,7 @@ def _export_onnx(stage: Path, checks: list, tolerance: float, say) -> float:
         try:
             got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
         except Exception as exc:  # noqa: BLE001
-            raise TsnError(f"ONNX check failed: input shape {list(x.shape)} rejected ({_first_line(exc)})") from None
+            raise TsnError(f"ONNX check failed: input shape {list(x.shape)} rejected ({first_line(exc, 200)})") from None
         diff = float(np.abs(got - ref).max()) if got.shape == ref.shape else float("inf")
         if not diff <= _limit(tolerance, ref):
             raise TsnError(f"ONNX check failed: for input shape {list(x.shape)} ONNX Runtime differs from dygraph by {diff:.3g}")

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from tsn_cli.errors import CheckpointError, TsnError
+from tsn_cli.errors import CheckpointError, TsnError, first_line
 
 NAME_TABLE_KEY = "StructuredToParameterName@@"
 BIG_PARAM_KEY = "UnpackBigParamInfor@@"
@@ -119,11 +119,6 @@ def _check_objects(obj, where: str) -> None:
             stack.extend(cur)
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:160]
-
-
 def _open_bytes(path: Path) -> bytes:
     if not path.exists():
         raise CheckpointError(f"{path}: no such file")
@@ -144,11 +139,11 @@ def _unpickle(data: bytes, where: str):
             "(corrupt or malicious file)"
         ) from None
     except (pickle.UnpicklingError, EOFError) as exc:
-        raise CheckpointError(f"{where}: truncated or not a checkpoint ({_short(exc)})") from None
+        raise CheckpointError(f"{where}: truncated or not a checkpoint ({first_line(exc)})") from None
     except (MemoryError, RecursionError) as exc:
         raise CheckpointError(f"{where}: not a usable checkpoint ({type(exc).__name__})") from None
     except Exception as exc:  # ValueError/TypeError/... from malformed opcodes or array state
-        raise CheckpointError(f"{where}: truncated or not a checkpoint ({_short(exc)})") from None
+        raise CheckpointError(f"{where}: truncated or not a checkpoint ({first_line(exc)})") from None
     _check_objects(obj, where)
     return obj
 
@@ -198,7 +193,7 @@ def _join_big_params(obj: dict, where: str) -> dict:
             parts = [np.asarray(obj.pop(p)).reshape(-1) for p in meta["slices"]]
             obj[key] = np.concatenate(parts).reshape(tuple(meta["OriginShape"]))
     except (KeyError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"{where}: damaged split-parameter table ({_short(exc)})") from None
+        raise CheckpointError(f"{where}: damaged split-parameter table ({first_line(exc)})") from None
     obj.pop(BIG_PARAM_KEY, None)
     return obj
 
@@ -209,7 +204,7 @@ def _load_safetensors_bytes(data: bytes, where: str) -> dict[str, np.ndarray]:
 
         return dict(st_load(data))
     except Exception as exc:
-        raise CheckpointError(f"{where}: truncated or invalid safetensors file ({_short(exc)})") from None
+        raise CheckpointError(f"{where}: truncated or invalid safetensors file ({first_line(exc)})") from None
 
 
 def load_state(path: str | os.PathLike) -> dict[str, np.ndarray]:
