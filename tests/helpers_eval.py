@@ -140,3 +140,14 @@ def corrupt_video(path: Path) -> Path:
     """A file with an .avi name and garbage content (a RIFF header then noise)."""
     Path(path).write_bytes(b"RIFF\x00\x10\x00\x00AVI LIST" + bytes(range(256)) * 8)
     return Path(path)
+
+
+def make_case(root):
+    """The shared eval fixture data under `root`: demo videos, their list and label names, constructed weights
+    with a known result, and the config dict that points at them."""
+    paths, labels, names = demo_records(root / "demo")
+    lst = write_list(root / "test.list", paths, labels)
+    lbl = write_label_names(root / "labels.txt", names)
+    weights = construct_weights(paths, root / "TSN_constructed.pdparams")
+    return {"root": root, "paths": paths, "labels": labels, "names": names, "list": lst, "labels_file": lbl,
+            "weights": weights, "cfg_dict": config_dict(lst, lbl, root / "out")}

@@ -13,14 +13,9 @@ import helpers_eval as H
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evaldata")
-    paths, labels, names = H.demo_records(root / "demo")
-    lst = H.write_list(root / "test.list", paths, labels)
-    lbl = H.write_label_names(root / "labels.txt", names)
-    weights = H.construct_weights(paths, root / "TSN_constructed.pdparams")
-    cfg = H.load_cfg(H.config_dict(lst, lbl, root / "out"))
-    return {"root": root, "paths": paths, "labels": labels, "names": names, "list": lst, "labels_file": lbl,
-            "weights": weights, "cfg": cfg}
+    case = H.make_case(tmp_path_factory.mktemp("evaldata"))
+    case["cfg"] = H.load_cfg(case["cfg_dict"])
+    return case
 
 
 def _model(setup):

@@ -20,13 +20,9 @@ from conftest import REPO, run_tsn
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evalcli")
-    paths, labels, names = H.demo_records(root / "demo")
-    lst = H.write_list(root / "test.list", paths, labels)
-    lbl = H.write_label_names(root / "labels.txt", names)
-    weights = H.construct_weights(paths, root / "TSN_constructed.pdparams")
-    cfg = H.write_config(root / "tiny.yaml", H.config_dict(lst, lbl, root / "out"))
-    return {"root": root, "paths": paths, "labels": labels, "names": names, "list": lst, "weights": weights, "cfg": cfg}
+    case = H.make_case(tmp_path_factory.mktemp("evalcli"))
+    case["cfg"] = H.write_config(case["root"] / "tiny.yaml", case["cfg_dict"])
+    return case
 
 
 def _json(stdout: str) -> dict:

@@ -24,6 +24,14 @@ def _no_tb(proc):
     return out, err
 
 
+def _ok(*args, **kwargs):
+    """Run the CLI and require success without a traceback; returns (stdout, stderr)."""
+    p = cli(*args, **kwargs)
+    out, err = _no_tb(p)
+    assert p.returncode == 0, out + err
+    return out, err
+
+
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     return trained(tmp_path_factory.mktemp("hard_model"))
@@ -80,9 +88,7 @@ def test_frame_folder_with_missing_frame_is_named(tmp_path):
 
 
 def test_train_and_eval_go_on_past_bad_videos_and_lines(bad_tree):
-    p = cli("train", "--config", "cfg.yaml", "--train-list", "mixed.txt", "--val-list", "mixed.txt", cwd=bad_tree)
-    out, err = _no_tb(p)
-    assert p.returncode == 0, out + err
+    out, err = _ok("train", "--config", "cfg.yaml", "--train-list", "mixed.txt", "--val-list", "mixed.txt", cwd=bad_tree)
     assert (bad_tree / "out" / "TSN_best.pdparams").is_file()
     both = out + err
     assert "mixed.txt:16" in both or "mixed.txt:17" in both, both[-3000:]
@@ -198,18 +204,12 @@ def test_black_single_frame_and_short_videos_train_eval_predict(tmp_path):
     _write_const_video(root / "videos" / "one.avi", 1, 128)
     with open(root / "train.txt", "a") as fh:
         fh.write("videos/black.avi 0\nvideos/one.avi 1\n")
-    p = cli("train", "--config", "cfg.yaml", cwd=root)
-    out, err = _no_tb(p)
-    assert p.returncode == 0, out + err
-    p = cli("eval", "--weights", "out/TSN_best.pdparams", "--json", cwd=root)
-    out, err = _no_tb(p)
-    assert p.returncode == 0, out + err
+    out, err = _ok("train", "--config", "cfg.yaml", cwd=root)
+    out, err = _ok("eval", "--weights", "out/TSN_best.pdparams", "--json", cwd=root)
     import json
 
     assert json.loads(out)["num_videos"] == 5
-    p = cli("predict", root / "videos" / "black.avi", root / "videos" / "one.avi", "--weights", root / "out" / "TSN_best.pdparams", "--json")
-    out, err = _no_tb(p)
-    assert p.returncode == 0, out + err
+    out, err = _ok("predict", root / "videos" / "black.avi", root / "videos" / "one.avi", "--weights", root / "out" / "TSN_best.pdparams", "--json")
     for r in json.loads(out):
         s = [t["score"] for t in r["top_k"]]
         assert all(np.isfinite(s)) and abs(sum(s) - 1) < 1e-3 or len(s) < 3
@@ -217,18 +217,12 @@ def test_black_single_frame_and_short_videos_train_eval_predict(tmp_path):
 
 def test_one_class_dataset(tmp_path):
     root = make_data(tmp_path / "d", num_classes=1, per_class=3)
-    p = cli("train", "--config", "cfg.yaml", cwd=root)
-    out, err = _no_tb(p)
-    assert p.returncode == 0, out + err
-    p = cli("eval", "--weights", "out/TSN_best.pdparams", "--json", cwd=root)
-    out, err = _no_tb(p)
-    assert p.returncode == 0, out + err
+    out, err = _ok("train", "--config", "cfg.yaml", cwd=root)
+    out, err = _ok("eval", "--weights", "out/TSN_best.pdparams", "--json", cwd=root)
     import json
 
     assert json.loads(out)["top1"] == 1.0
-    p = cli("export", "--weights", "out/TSN_best.pdparams", "--output", "out/export", cwd=root)
-    _no_tb(p)
-    assert p.returncode == 0
+    _ok("export", "--weights", "out/TSN_best.pdparams", "--output", "out/export", cwd=root)
     p = cli("predict", root / "videos" / "c0_v0.avi", "--model", root / "out" / "export", "--json")
     out, err = _no_tb(p)
     assert p.returncode == 0 and json.loads(out)[0]["top_k"][0]["score"] == pytest.approx(1.0)
