@@ -55,9 +55,9 @@ def _prepare(work: Path, videos: int) -> None:
     import cv2
     import numpy as np
 
-    from tsn_cli.engine.device import import_paddle
     from tsn_cli.model.checkpoint import save_state
     from tsn_cli.model.tsn import TSN
+    from tsn_cli.runtime import import_paddle
 
     import_paddle()
     m = TSN(depth=50, num_classes=400)
@@ -106,7 +106,8 @@ def main() -> None:
     print(f"25 segments x 10 crops, ResNet-50 @224, {args.videos} video(s), {args.threads} threads, CPU")
     print(f"{'mode':<10} {'views/batch':>11} {'peak RSS MB':>12} {'eval s':>8}")
     for r in results:
-        print(f"{r['mode']:<10} {r['chunk'] if r['mode'] != 'baseline' else '-':>11} {r['peak_rss_mb']:>12.0f} {r['seconds']:>8.1f}")
+        chunk = r["chunk"] if r["mode"] != "baseline" else "-"
+        print(f"{r['mode']:<10} {chunk:>11} {r['peak_rss_mb']:>12.0f} {r['seconds']:>8.1f}")
     print(f"chunked == unchunked: {same} (max |diff| {diff:.2e})")
     if args.json:
         print(json.dumps([{k: v for k, v in r.items() if k != "scores"} for r in results] + [{"max_abs_diff": diff}]))

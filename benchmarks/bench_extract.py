@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def make_videos(folder: Path, copies: int) -> list[Path]:
     """Input videos for both runs."""
-    from tsn_cli.prepare.demo import _render_video
-
     import numpy as np
+
+    from tsn_cli.prepare.demo import _render_video
 
     folder.mkdir(parents=True, exist_ok=True)
     videos: list[Path] = []
@@ -54,6 +54,8 @@ def baseline(videos: list[Path], out: Path) -> int:
     """PaddleVideo-style extractor: one process, read every frame, cv2.imwrite every frame. Returns frames."""
     import cv2
 
+    from tsn_cli.constants import FRAME_TEMPLATE
+
     total = 0
     for v in videos:
         d = out / v.stem
@@ -63,7 +65,7 @@ def baseline(videos: list[Path], out: Path) -> int:
         for i in range(n):
             ok, frame = cap.read()
             if ok:
-                cv2.imwrite(str(d / f"img_{i + 1:05d}.jpg"), frame)
+                cv2.imwrite(str(d / FRAME_TEMPLATE.format(i + 1)), frame)
                 total += 1
         cap.release()
     return total
@@ -118,7 +120,8 @@ def main() -> None:
 
         assert n_base == n_ours, (n_base, n_ours)
         fps_base, fps_ours = n_base / t_base, n_ours / t_ours
-        print(f"videos: {len(videos)}  frames: {n_base}  cores: {os.cpu_count()}  workers (ours): {args.workers or default_workers()}")
+        print(f"videos: {len(videos)}  frames: {n_base}  cores: {os.cpu_count()}  "
+              f"workers (ours): {args.workers or default_workers()}")
         print(f"baseline (1 process, cv2 read + imwrite): {t_base:7.2f} s  {fps_base:8.0f} frames/s  "
               f"CPU {1000 * cpu_base / n_base:.2f} ms/frame")
         print(f"tsn prepare --frames (run_jobs):          {t_ours:7.2f} s  {fps_ours:8.0f} frames/s  "

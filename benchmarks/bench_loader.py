@@ -27,17 +27,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: tsn_cli and tests/ from this checkout
 
-from helpers_data import write_video  # noqa: E402
+from tsn_cli.constants import CROP_SCALES, FRAME_TEMPLATE, IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(3, 1, 1)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(3, 1, 1)
+MEAN = np.array(IMAGENET_MEAN, dtype=np.float32).reshape(3, 1, 1)
+STD = np.array(IMAGENET_STD, dtype=np.float32).reshape(3, 1, 1)
 
 
 def make_data(root: Path, n: int, frames: int) -> tuple[Path, Path]:
     """320x240 XVID videos + JPEG frame folders + both lists (reused when present)."""
+    from tests.helpers_data import write_video
+
     vlist, flist = root / "videos.txt", root / "frames.txt"
     if vlist.exists() and flist.exists():
         return vlist, flist
@@ -53,7 +54,7 @@ def make_data(root: Path, n: int, frames: int) -> tuple[Path, Path]:
             if not ok:
                 break
             i += 1
-            cv2.imwrite(str(folder / f"img_{i:05}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            cv2.imwrite(str(folder / FRAME_TEMPLATE.format(i)), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
         cap.release()
         vl.append(f"videos/v{k:02d}.avi {k % 4}")
         fl.append(f"frames/v{k:02d} {i} {k % 4}")
@@ -84,7 +85,7 @@ def baseline_clip(rec, fmt: str, seg_num: int):
     if fmt == "video":
         imgs = [Image.fromarray(decoded[o % L], "RGB") for o in offs]
     else:
-        imgs = [Image.open(os.path.join(rec.path, f"img_{o + 1:05}.jpg")).convert("RGB") for o in offs]
+        imgs = [Image.open(os.path.join(rec.path, FRAME_TEMPLATE.format(o + 1))).convert("RGB") for o in offs]
     # Scale(256, fixed_ratio False, do_round True, cv2)
     w, h = imgs[0].size
     sf = 256 / min(w, h)
@@ -92,14 +93,15 @@ def baseline_clip(rec, fmt: str, seg_num: int):
     imgs = [Image.fromarray(cv2.resize(np.asarray(im), (ow, oh), interpolation=cv2.INTER_LINEAR)) for im in imgs]
     # MultiScaleCrop(224, allow_duplication True, more_fix_crop False, cv2)
     base = min(ow, oh)
-    sizes = [int(base * s) for s in (1, 0.875, 0.75, 0.66)]
+    sizes = [int(base * s) for s in CROP_SCALES]
     cs = [224 if abs(x - 224) < 3 else x for x in sizes]
     pairs = [(cs[j], cs[i]) for i in range(4) for j in range(4) if abs(i - j) <= 1]
     cw, ch = random.choice(pairs)
     ws, hs = (ow - cw) / 4, (oh - ch) / 4
     ox, oy = random.choice([(0, 0), (4 * ws, 0), (0, 4 * hs), (4 * ws, 4 * hs), (2 * ws, 2 * hs)])
     imgs = [im.crop((ox, oy, ox + cw, oy + ch)) for im in imgs]
-    imgs = [Image.fromarray(cv2.resize(np.asarray(im), dsize=(224, 224), interpolation=cv2.INTER_LINEAR)) for im in imgs]
+    imgs = [Image.fromarray(cv2.resize(np.asarray(im), dsize=(224, 224), interpolation=cv2.INTER_LINEAR))
+            for im in imgs]
     if random.random() < 0.5:
         imgs = [im.transpose(Image.FLIP_LEFT_RIGHT) for im in imgs]
     x = np.stack(imgs).astype("float32").transpose(0, 3, 1, 2)
@@ -143,7 +145,7 @@ def profile_ours(ds, n: int, reps: int = 20) -> dict:
         t3 = time.perf_counter()
         T.normalize(x)
         t4 = time.perf_counter()
-        for key, dt in zip(tt, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+        for key, dt in zip(tt, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             tt[key] += dt
     return {k: 1000 * v / reps for k, v in tt.items()}
 
@@ -170,7 +172,8 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     vlist, flist = make_data(root, args.videos, args.frames)
-    print(f"data: {args.videos} videos 320x240 XVID, {args.frames} frames each, + JPEG frames ({time.perf_counter() - t0:.1f}s to make)")
+    print(f"data: {args.videos} videos 320x240 XVID, {args.frames} frames each, + JPEG frames "
+          f"({time.perf_counter() - t0:.1f}s to make)")
     print(f"cpu: {os.cpu_count()} cores; one process = one worker; {args.seconds:.0f}s per measurement\n")
     print(f"{'list':7} {'seg':>3} {'ours clips/s':>13} {'baseline clips/s':>17} {'ratio':>7}")
     results = {}
@@ -180,8 +183,9 @@ def main() -> None:
         recs = read_list(lst, fmt).records
         for seg in (3, 7):
             ds = TSNDataset(recs, fmt, seg, TrainTransform(), train=True, seed=0)
-            ours, _ = rate(lambda i: ds[i], len(recs), args.seconds)
-            base, _ = rate(lambda i: baseline_clip(recs[i], fmt, seg), len(recs), args.seconds)
+            ours, _ = rate(ds.__getitem__, len(recs), args.seconds)
+            base, _ = rate(lambda i, recs=recs, fmt=fmt, seg=seg: baseline_clip(recs[i], fmt, seg), len(recs),
+                           args.seconds)
             results[(fmt, seg)] = (ours, base)
             print(f"{fmt:7} {seg:>3} {ours:13.1f} {base:17.1f} {ours / base:6.1f}x", flush=True)
     print()

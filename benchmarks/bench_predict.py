@@ -32,8 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
 
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(3, 1, 1)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(3, 1, 1)
+from tsn_cli.constants import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+
+MEAN = np.array(IMAGENET_MEAN, dtype=np.float32).reshape(3, 1, 1)
+STD = np.array(IMAGENET_STD, dtype=np.float32).reshape(3, 1, 1)
 
 
 def real_videos() -> list[str]:
@@ -52,14 +54,15 @@ def export_r50(work: Path) -> Path:
     from tsn_cli.config import load_config
     from tsn_cli.deploy.export import export_model
     from tsn_cli.engine import build
-    from tsn_cli.engine.device import import_paddle
     from tsn_cli.model.checkpoint import save_state
+    from tsn_cli.runtime import import_paddle
 
     import_paddle()
     cfg = load_config(None, ["model.depth=50", "model.num_classes=400", "eval.seg_num=25", "eval.crops=10"])
     model = build.build_model(cfg)
     save_state({k: v.numpy() for k, v in model.state_dict().items()}, work / "r50.pdparams")
-    export_model(cfg, work / "r50.pdparams", out, onnx=True, sample=np.random.RandomState(0).standard_normal((1, 2, 3, 224, 224)).astype("float32"))
+    sample = np.random.RandomState(0).standard_normal((1, 2, 3, 224, 224)).astype("float32")
+    export_model(cfg, work / "r50.pdparams", out, onnx=True, sample=sample)
     return out
 
 
@@ -124,7 +127,7 @@ def baseline_predict(model, paddle, path: str, seg_num: int, crops: int) -> tupl
 # ------------------------------------------------------------------------------------------- sections
 def bench_engines(export: Path, chunks: list[int], frames: int) -> dict:
     """frames/s of paddle.inference and ONNX Runtime on the same graph, `frames` frames per measurement."""
-    from tsn_cli.deploy.predict import OrtEngine, PaddleEngine
+    from tsn_cli.deploy.engines import OrtEngine, PaddleEngine
 
     x = np.random.RandomState(1).standard_normal((1, max(chunks), 3, 224, 224)).astype("float32")
     res: dict = {}
@@ -172,7 +175,8 @@ def bench_end_to_end(export: Path, videos: list[str], seg_num: int, crops: int, 
     results = list(pred.predict(videos))
     wall = (time.perf_counter() - t) / len(videos)
     assert all(r.error is None for r in results), [r.error for r in results]
-    stages = {s: float(np.mean([r.timings.get(s, 0.0) for r in results])) for s in ("decode", "preprocess", "transfer", "inference", "postprocess")}
+    stages = {s: float(np.mean([r.timings.get(s, 0.0) for r in results]))
+              for s in ("decode", "preprocess", "transfer", "inference", "postprocess")}
     return {"wall_s_per_video": wall, "stages_s": stages, "batch_views": pred.batch_views}
 
 
@@ -185,7 +189,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = ap.parse_args()
 
-    from tsn_cli.engine.device import import_paddle
+    from tsn_cli.runtime import import_paddle
 
     paddle = import_paddle()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_predict_"))
@@ -202,11 +206,13 @@ def main() -> None:
     out["engines_fps"] = bench_engines(export, chunks, frames=250)
     best_pi = max(out["engines_fps"]["paddle.inference"].values())
     best_ort = max(out["engines_fps"]["onnxruntime"].values())
-    print(f"  best paddle.inference {best_pi:.1f} vs ORT {best_ort:.1f} frames/s: {100 * best_pi / best_ort:.0f}% (target >= 90%)", flush=True)
+    print(f"  best paddle.inference {best_pi:.1f} vs ORT {best_ort:.1f} frames/s: {100 * best_pi / best_ort:.0f}% "
+          "(target >= 90%)", flush=True)
 
     print("2. preprocessing one video at 25x10 (s):", flush=True)
     out["preprocess_25x10"] = pre = bench_preprocess(videos, args.reps)
-    print(f"  ours {pre['ours_s']:.3f} s, PaddleVideo-style {pre['paddlevideo_style_s']:.3f} s: {pre['paddlevideo_style_s'] / pre['ours_s']:.1f}x "
+    print(f"  ours {pre['ours_s']:.3f} s, PaddleVideo-style {pre['paddlevideo_style_s']:.3f} s: "
+          f"{pre['paddlevideo_style_s'] / pre['ours_s']:.1f}x "
           f"(target: >= 5x faster than PaddleVideo's 0.5 s, i.e. <= 0.1 s)", flush=True)
 
     print("3. end to end per video (s):", flush=True)
@@ -215,8 +221,9 @@ def main() -> None:
         ours = bench_end_to_end(export, videos, seg, crops, None)
         e2e[label] = {"ours": ours}
         st = ours["stages_s"]
-        print(f"  {label}: ours {ours['wall_s_per_video']:.3f} s/video (decode {st['decode']:.3f}, preprocess {st['preprocess']:.3f}, "
-              f"handover {st['transfer']:.3f}, inference {st['inference']:.3f}; views per run {ours['batch_views']}; "
+        print(f"  {label}: ours {ours['wall_s_per_video']:.3f} s/video (decode {st['decode']:.3f}, "
+              f"preprocess {st['preprocess']:.3f}, handover {st['transfer']:.3f}, inference {st['inference']:.3f}; "
+              f"views per run {ours['batch_views']}; "
               f"decode+preprocess run in a prefetch process, hidden unless wall > inference)", flush=True)
 
     from tsn_cli.config import load_config
@@ -232,7 +239,8 @@ def main() -> None:
         pre_s, tot = float(np.mean([r[0] for r in rows])), float(np.mean([r[1] for r in rows]))
         e2e[label]["straightforward"] = {"wall_s_per_video": tot, "preprocess_s": pre_s, "videos": n}
         ours = e2e[label]["ours"]["wall_s_per_video"]
-        print(f"  {label}: straightforward {tot:.3f} s/video (preprocess {pre_s:.3f}; {n} video(s)) -> ours is {tot / ours:.1f}x faster", flush=True)
+        print(f"  {label}: straightforward {tot:.3f} s/video (preprocess {pre_s:.3f}; {n} video(s)) "
+              f"-> ours is {tot / ours:.1f}x faster", flush=True)
     out["end_to_end"] = e2e
     target = e2e["25x10"]["ours"]["wall_s_per_video"]
     print(f"  25x10 end to end: {target:.2f} s/video (target <= 10.5 s)", flush=True)

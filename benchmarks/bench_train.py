@@ -47,8 +47,9 @@ def run_mode(args) -> dict:
     from tsn_cli.config import load_config, with_values
     from tsn_cli.data.dataset import build_loader
     from tsn_cli.engine import build
-    from tsn_cli.engine.device import import_paddle
-    from tsn_cli.engine.train import build_optimizer, build_schedule, seed_everything
+    from tsn_cli.engine.optim import build_optimizer, build_schedule
+    from tsn_cli.engine.train import seed_everything
+    from tsn_cli.runtime import import_paddle
 
     paddle = import_paddle()
     import paddle.nn.functional as F
@@ -60,7 +61,8 @@ def run_mode(args) -> dict:
     })
     seed_everything(0)
     records = build.read_records(cfg, cfg.data.train_list, "data.train_list").records
-    loader = build_loader(build.train_dataset(cfg, records), batch_size=args.batch, shuffle=True, workers=args.workers, seed=0, drop_last=True)
+    loader = build_loader(build.train_dataset(cfg, records), batch_size=args.batch, shuffle=True,
+                          workers=args.workers, seed=0, drop_last=True)
     model = build.build_model(cfg)
     sched = build_schedule(cfg, max(1, len(loader)))
     opt = build_optimizer(cfg, model, sched)
@@ -91,7 +93,8 @@ def run_mode(args) -> dict:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rss_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {
-        "mode": args.mode, "steps": args.steps, "clips_per_s": clips / (wait + busy), "frames_per_s": clips * 3 / (wait + busy),
+        "mode": args.mode, "steps": args.steps,
+        "clips_per_s": clips / (wait + busy), "frames_per_s": clips * 3 / (wait + busy),
         "data_wait": wait / (wait + busy), "s_per_step": (wait + busy) / args.steps, "peak_rss_mb": rss,
         "peak_rss_worker_mb": rss_children,
     }
@@ -117,21 +120,25 @@ def main() -> None:
         args.data = Path(tmp.name)
     lst = make_data(args.data)
     print(f"TSN-R{args.depth}, seg_num 3, 224 px, batch {args.batch}, {args.workers} loader workers, "
-          f"{args.warmup} warm-up + {args.steps} measured steps, threads {os.environ.get('OMP_NUM_THREADS', 'all cores')}")
+          f"{args.warmup} warm-up + {args.steps} measured steps, "
+          f"threads {os.environ.get('OMP_NUM_THREADS', 'all cores')}")
     results = {}
     for mode in ("dygraph", "to_static"):
-        cmd = [sys.executable, __file__, "--mode", mode, "--list", str(lst), "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--batch", str(args.batch), "--workers", str(args.workers), "--depth", str(args.depth)]
+        cmd = [sys.executable, __file__, "--mode", mode, "--list", str(lst), "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--batch", str(args.batch), "--workers", str(args.workers),
+               "--depth", str(args.depth)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode != 0 or not line:
             print(f"{mode}: failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
             continue
         r = results[mode] = json.loads(line[0][7:])
-        print(f"{mode:10s} {r['clips_per_s']:.2f} clips/s ({r['frames_per_s']:.2f} frames/s, {r['s_per_step']:.1f} s/step), "
-              f"data wait {r['data_wait']:.0%}, peak RSS {r['peak_rss_mb']:.0f} MB (+ workers {r['peak_rss_worker_mb']:.0f} MB)")
+        print(f"{mode:10s} {r['clips_per_s']:.2f} clips/s ({r['frames_per_s']:.2f} frames/s, "
+              f"{r['s_per_step']:.1f} s/step), data wait {r['data_wait']:.0%}, peak RSS {r['peak_rss_mb']:.0f} MB "
+              f"(+ workers {r['peak_rss_worker_mb']:.0f} MB)")
     if len(results) == 2:
-        print(f"to_static / dygraph throughput: {results['to_static']['clips_per_s'] / results['dygraph']['clips_per_s']:.2f}x")
+        ratio = results["to_static"]["clips_per_s"] / results["dygraph"]["clips_per_s"]
+        print(f"to_static / dygraph throughput: {ratio:.2f}x")
     if tmp is not None:
         tmp.cleanup()
 

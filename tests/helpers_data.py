@@ -12,6 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tsn_cli.constants import FRAME_TEMPLATE
+
 
 def frame_image(i: int, width: int = 64, height: int = 48, seed: int = 0) -> np.ndarray:
     """RGB uint8 frame ``i``: smooth random texture (stable per seed), index bar, index colour patch."""
@@ -37,7 +39,7 @@ def write_video(path, num_frames: int = 12, width: int = 64, height: int = 48, f
     return path
 
 
-def write_frames(folder, num_frames: int = 12, width: int = 64, height: int = 48, template: str = "img_{:05}.jpg",
+def write_frames(folder, num_frames: int = 12, width: int = 64, height: int = 48, template: str = FRAME_TEMPLATE,
                  seed: int = 0, quality: int = 95) -> str:
     """Write ``template.format(1..num_frames)`` JPEGs with cv2 (as PaddleVideo's extractor does)."""
     folder = Path(folder)

@@ -1,11 +1,14 @@
 """Tiny models for the export/predict tests: ResNet-18 at 32 px, 4 classes, with a known winning class.
 
-Nothing is trained: the FC weights are scaled down and the FC bias of `top_class` is raised, so every input
-predicts `top_class` while the scores still depend (slightly) on the input -- enough to compare engines.
+Nothing is trained: the FC weights are small and random (the features move each logit by ~0.5, far above the
+1e-4 engine tolerance, so every layer shows in an engine comparison) and the FC bias of `top_class` is +5, so
+every input still predicts `top_class`.
 """
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +33,11 @@ def tiny_config(tmp: Path, seg_num: int = 3):
     ])
 
 
-def tiny_weights(cfg, path: Path, top_class: int = TOP_CLASS, seed: int = 0) -> Path:
+def tiny_weights(cfg, path: Path, top_class: int = TOP_CLASS, seed: int = 0, fc_std: float = 3e-3) -> Path:
     """Random-init TSN weights whose FC bias makes `top_class` win by a wide margin; saved to `path`."""
     from tsn_cli.engine import build
-    from tsn_cli.engine.device import import_paddle
     from tsn_cli.model.checkpoint import save_state
+    from tsn_cli.runtime import import_paddle
 
     paddle = import_paddle()
     paddle.seed(seed)
@@ -42,12 +45,43 @@ def tiny_weights(cfg, path: Path, top_class: int = TOP_CLASS, seed: int = 0) -> 
     state = {k: v.numpy() for k, v in model.state_dict().items()}
     w = state["head.fc.weight"]
     rng = np.random.RandomState(seed)
-    state["head.fc.weight"] = (rng.standard_normal(w.shape) * 1e-3).astype("float32")
+    state["head.fc.weight"] = (rng.standard_normal(w.shape) * fc_std).astype("float32")
     bias = np.zeros(cfg.model.num_classes, dtype="float32")
     bias[top_class] = 5.0
     state["head.fc.bias"] = bias
     save_state(state, path)
     return Path(path)
+
+
+@dataclass(frozen=True)
+class TinyExport:
+    """The tiny model exported once per session (with ONNX). Read-only: a test that changes it copies it first."""
+
+    cfg: object  # RunConfig
+    weights: Path
+    cfg_file: Path
+    dir: Path
+    result: object  # ExportResult of the export's own self-check
+
+
+def export_tiny(tmp: Path) -> TinyExport:
+    """Weights, config file and the exported folder `tmp/export` of the tiny model."""
+    from tsn_cli.config import save_config
+    from tsn_cli.deploy.export import export_model
+
+    cfg = tiny_config(tmp)
+    weights = tiny_weights(cfg, tmp / "w.pdparams")
+    save_config(cfg, tmp / "cfg.yaml")
+    result = export_model(cfg, weights, tmp / "export", onnx=True)
+    return TinyExport(cfg, weights, tmp / "cfg.yaml", tmp / "export", result)
+
+
+def folder_digest(folder: Path) -> str:
+    """sha256 over every file's relative path and bytes (to prove a shared folder was left as it was)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(folder)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
 
 
 def dygraph_model(cfg, weights: Path):

@@ -41,7 +41,7 @@ def demo_records(root: Path) -> tuple[list[str], list[int], list[str]]:
 
 def write_list(path: Path, paths, labels) -> Path:
     """PaddleVideo video list: 'path label' lines."""
-    Path(path).write_text("".join(f"{p} {l}\n" for p, l in zip(paths, labels)))
+    Path(path).write_text("".join(f"{p} {y}\n" for p, y in zip(paths, labels, strict=True)))
     return Path(path)
 
 
@@ -77,8 +77,8 @@ def load_cfg(d: dict):
 
 def build_model(seed: int = 3, num_classes: int = 3, depth: int = DEPTH):
     """Deterministic random TSN in eval mode."""
-    from tsn_cli.engine.device import import_paddle
     from tsn_cli.model.tsn import TSN
+    from tsn_cli.runtime import import_paddle
 
     paddle = import_paddle()
     paddle.seed(seed)
@@ -91,7 +91,7 @@ def reference_scores(model, paths, seg_num=SEG, crops=1, average="logits") -> np
     """Per-video scores computed directly: `test_clip` views -> model forward (mean over all views, then FC);
     `average='scores'`: mean over crops of softmax(model(one crop's T frames))."""
     from tsn_cli.data.views import test_clip
-    from tsn_cli.engine.device import import_paddle
+    from tsn_cli.runtime import import_paddle
 
     paddle = import_paddle()
     out = []
@@ -111,8 +111,8 @@ def reference_scores(model, paths, seg_num=SEG, crops=1, average="logits") -> np
 
 def construct_weights(paths, out_file: Path, preds=PREDS, margin: float = 20.0) -> Path:
     """Fit the FC so the 1-view CenterCrop logits put `preds` first by about `margin`; save PaddleVideo-style."""
-    from tsn_cli.engine.device import import_paddle
     from tsn_cli.model.checkpoint import save_state
+    from tsn_cli.runtime import import_paddle
 
     paddle = import_paddle()
     model = build_model()

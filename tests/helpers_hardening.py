@@ -10,9 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers_data import write_video
+from tests.helpers_data import write_video
 
-REPO = Path(__file__).resolve().parents[1]
 _CACHE: dict[str, Path] = {}
 
 CONFIG = """model: {{depth: 18, num_classes: {nc}, seg_num: {seg}}}
@@ -48,7 +47,8 @@ def make_data(root: Path, num_classes: int = 3, per_class: int = 2, frames: int 
             rows.append(f"{name} {c}")
     (root / "train.txt").write_text("\n".join(rows) + "\n")
     (root / "labels.txt").write_text("".join(f"{c} class{c}\n" for c in range(num_classes)))
-    (root / "cfg.yaml").write_text(CONFIG.format(nc=num_classes, seg=seg, train="train.txt", val="train.txt", labels="labels.txt"))
+    (root / "cfg.yaml").write_text(CONFIG.format(nc=num_classes, seg=seg, train="train.txt", val="train.txt",
+                                                 labels="labels.txt"))
     return root
 
 

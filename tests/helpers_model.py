@@ -54,3 +54,18 @@ GOLDEN_CASES = {
     "r50_train": dict(depth=50, num_classes=10, shape=(2, 2, 3, 64, 64), mode="train", seed=3),
     "r101_eval": dict(depth=101, num_classes=7, shape=(1, 4, 3, 32, 32), mode="eval", seed=5),
 }
+
+
+def skeleton_state(depth: int, num_classes: int) -> dict[str, np.ndarray]:
+    """Tensor names of a TSN of `depth` with PaddleVideo's layout and a real-shaped head, tiny arrays elsewhere:
+    enough for architecture inference from a file (not loadable into a model)."""
+    from tsn_cli.model.arch import block_plan, feature_channels
+
+    state = {"backbone.conv._conv.weight": np.zeros(1, np.float32)}
+    convs = ("conv0", "conv1", "conv2") if depth >= 50 else ("conv0", "conv1")
+    for block in block_plan(depth):
+        for conv in convs + (("short",) if block.projection else ()):
+            state[f"backbone.{block.name}.{conv}._conv.weight"] = np.zeros(1, np.float32)
+    state["head.fc.weight"] = np.zeros((feature_channels(depth), num_classes), np.float32)
+    state["head.fc.bias"] = np.zeros(num_classes, np.float32)
+    return state

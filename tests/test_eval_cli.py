@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import helpers_eval as H
-from conftest import REPO, run_tsn
+from tests import helpers_eval as H
+from tests.helpers_cli import REPO, run_tsn
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +36,10 @@ def test_json_schema_reports_and_scores(setup):
                 "--save-scores", npz, cwd=setup["root"])
     assert p.returncode == 0, p.stderr
     s = json.loads(p.stdout)  # stdout is pure JSON
-    assert {"top1", "top5", "mean_class_accuracy", "num_videos", "per_class", "unreadable"} <= set(s)
+    assert {"top1", "top5", "mean_class_accuracy", "num_videos", "per_class", "unreadable", "warnings"} <= set(s)
     assert isinstance(s["top1"], float) and isinstance(s["top5"], float) and isinstance(s["num_videos"], int)
     assert s["top1"] == pytest.approx(8 / 11) and s["mean_class_accuracy"] == pytest.approx(0.75)
-    assert s["num_videos"] == 11 and s["unreadable"] == []
+    assert s["num_videos"] == 11 and s["unreadable"] == [] and s["warnings"] == []
     assert [set(c) for c in s["per_class"]] == [{"class_id", "label", "accuracy", "count"}] * 3
     assert [c["label"] for c in s["per_class"]] == setup["names"]
     # confusion matrix CSV: header + one row per class, the designed counts
@@ -80,6 +80,34 @@ def test_table_output_and_corrupt_video_exit_code(setup):
     s = json.loads(pj.stdout)
     assert [u["path"] for u in s["unreadable"]] == [str(bad)] and s["unreadable"][0]["reason"]
     assert s["num_videos"] == 11
+
+
+def test_truncated_video_is_scored_and_flagged(setup):
+    """A video cut to 60 % of its bytes decodes only partly: it is scored from the frames that decode (not
+    silently): listed under "warnings" in --json with `prepare check`'s reason and its list line, counted and
+    listed in the tables; exit 0 (nothing unreadable). Workers 0 and 1 (the reason found again in the main
+    process) say the same."""
+    from tsn_cli.prepare.frames import check_video
+
+    src = Path(setup["paths"][4]).read_bytes()
+    cut = setup["root"] / "v_Cut_g09_c01.avi"
+    cut.write_bytes(src[: int(len(src) * 0.6)])
+    reason = check_video(str(cut)).reason
+    assert reason and reason.startswith("truncated: ")
+    lst = H.write_list(setup["root"] / "cut.list", [*setup["paths"], str(cut)], [*setup["labels"], 1])
+    args = ["eval", "--weights", setup["weights"], "--config", setup["cfg"], "--list", lst]
+    p = run_tsn(*args, "--json", "--workers", "0", cwd=setup["root"])
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["num_videos"] == 12 and s["unreadable"] == []
+    assert [set(w) for w in s["warnings"]] == [{"path", "warning", "line"}]
+    w = s["warnings"][0]
+    assert w["path"] == str(cut) and w["line"] == 12 and w["warning"].startswith(reason + "; sampled from those ")
+    t = run_tsn(*args, "--workers", "1", cwd=setup["root"])
+    assert t.returncode == 0, t.stderr
+    assert "with warnings (scored)" in t.stdout and "Videos with warnings" in t.stdout
+    assert "v_Cut_g09_c01.avi" in t.stdout
+    assert reason in t.stdout and "1 video(s) decode only partly" in t.stderr
 
 
 def test_paddlevideo_checkpoint_with_k400_config(setup):

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers_data import truncate, write_frames, write_video
-from helpers_hardening import cli, make_data, text, trained
+from tests.helpers_data import truncate, write_frames, write_video
+from tests.helpers_hardening import cli, make_data, text, trained
 
 ESC = b"\x1b"
 
@@ -88,11 +88,18 @@ def test_frame_folder_with_missing_frame_is_named(tmp_path):
 
 
 def test_train_and_eval_go_on_past_bad_videos_and_lines(bad_tree):
-    out, err = _ok("train", "--config", "cfg.yaml", "--train-list", "mixed.txt", "--val-list", "mixed.txt", cwd=bad_tree)
+    out, err = _ok("train", "--config", "cfg.yaml", "--train-list", "mixed.txt", "--val-list", "mixed.txt",
+                   cwd=bad_tree)
     assert (bad_tree / "out" / "TSN_best.pdparams").is_file()
     both = out + err
     assert "mixed.txt:16" in both or "mixed.txt:17" in both, both[-3000:]
     p = cli("eval", "--weights", "out/TSN_best.pdparams", "--list", "mixed.txt", "--json", cwd=bad_tree)
+    out, err = _no_tb(p)
+    # eval scores a list against the model's classes: label 7 of a 3-class model is an error naming the line
+    assert p.returncode == 2 and "mixed.txt:17: label 7 >= num_classes 3" in " ".join(err.split()), out + err
+    lines = (bad_tree / "mixed.txt").read_bytes().split(b"\r\n")
+    (bad_tree / "mixed_eval.txt").write_bytes(b"\r\n".join(ln for ln in lines if not ln.endswith(b" 7")))
+    p = cli("eval", "--weights", "out/TSN_best.pdparams", "--list", "mixed_eval.txt", "--json", cwd=bad_tree)
     out, err = _no_tb(p)
     assert p.returncode == 1, out + err  # some videos unreadable: listed, the rest scored
     import json
@@ -209,7 +216,8 @@ def test_black_single_frame_and_short_videos_train_eval_predict(tmp_path):
     import json
 
     assert json.loads(out)["num_videos"] == 5
-    out, err = _ok("predict", root / "videos" / "black.avi", root / "videos" / "one.avi", "--weights", root / "out" / "TSN_best.pdparams", "--json")
+    out, err = _ok("predict", root / "videos" / "black.avi", root / "videos" / "one.avi",
+                   "--weights", root / "out" / "TSN_best.pdparams", "--json")
     for r in json.loads(out):
         s = [t["score"] for t in r["top_k"]]
         assert all(np.isfinite(s)) and abs(sum(s) - 1) < 1e-3 or len(s) < 3
@@ -230,8 +238,8 @@ def test_one_class_dataset(tmp_path):
 
 def test_path_traversal_in_list_entries_via_cli(tmp_path):
     """Frame folders are only ever written under the frames dir, whatever the list says."""
-    from helpers_prepare import make_ucf_tree
-    from helpers_prepare import write_video as write_small
+    from tests.helpers_prepare import make_ucf_tree
+    from tests.helpers_prepare import write_video as write_small
 
     root = tmp_path / "ucf"
     make_ucf_tree(root, groups=2, clips=1)

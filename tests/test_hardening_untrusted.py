@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from helpers_hardening import cli, malicious_pickle, text, trained
+from tests.helpers_hardening import cli, malicious_pickle, text, trained
 
 
 @pytest.fixture(scope="module")
@@ -48,5 +48,6 @@ def test_malicious_resume_checkpoint_and_optimizer_state(model, tmp_path):
         shutil.copytree(model / "out", run, ignore=shutil.ignore_patterns("export"))
         malicious_pickle(run / target, marker)
         for resume in ("auto", str(run / "TSN_epoch_00001.pdparams")):
-            p = cli("train", "--config", model / "cfg.yaml", "--output", run, "--epochs", "2", "--resume", resume, cwd=model)
+            p = cli("train", "--config", model / "cfg.yaml", "--output", run, "--epochs", "2", "--resume", resume,
+                    cwd=model)
             _check(p, marker, target)

@@ -38,7 +38,7 @@ def test_top5_with_fewer_than_5_classes_is_clipped():
 
 
 def test_topk_agrees_with_paddle_metric():
-    from tsn_cli.engine.device import import_paddle
+    from tsn_cli.runtime import import_paddle
 
     paddle = import_paddle()
     rng = np.random.default_rng(0)

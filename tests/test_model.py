@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -42,7 +43,7 @@ def test_every_depth_builds_and_runs(paddle, depth):
 
 
 def test_key_names_follow_paddlevideo(paddle):
-    from tsn_cli.model.resnet import block_plan
+    from tsn_cli.model.arch import block_plan
 
     names50 = [b.name for b in block_plan(50)]
     assert names50[:4] == ["res2a", "res2b", "res2c", "res3a"] and names50[-1] == "res5c" and len(names50) == 16
@@ -126,13 +127,25 @@ def test_dropout_train_vs_eval(paddle):
     assert set(np.unique(dropped)).issubset({0.0, 2.0}) and 0.3 < (dropped == 0).mean() < 0.7
 
 
-def test_importing_model_modules_does_not_import_paddle():
+def test_paddle_free_model_modules_do_not_import_paddle():
     code = (
-        "import sys; import tsn_cli.model, tsn_cli.model.resnet, tsn_cli.model.tsn, tsn_cli.model.checkpoint, "
-        "tsn_cli.model.flops; from tsn_cli.model.flops import model_size; model_size(50, 400, 3, 224); "
+        "import sys; import tsn_cli.model, tsn_cli.model.arch, tsn_cli.model.checkpoint, tsn_cli.model.flops; "
+        "from tsn_cli.model.flops import model_size; model_size(50, 400, 3, 224); "
+        "from tsn_cli.model.arch import block_plan; assert block_plan(101)[8].name == 'res4b1'; "
         "assert 'paddle' not in sys.modules, 'paddle imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize("module", ["tsn_cli.model.resnet", "tsn_cli.model.tsn"])
+def test_model_modules_import_paddle_with_the_thread_count(module):
+    # a bare `import paddle` leaves one CPU math thread; the model modules import it through import_paddle()
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["TSN_THREADS"] = "3"
+    code = f"import os, sys; import {module}; assert 'paddle' in sys.modules; print(os.environ['OMP_NUM_THREADS'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "3"
 
 
 def test_flops_and_params():

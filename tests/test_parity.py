@@ -7,14 +7,12 @@ are rebuilt here by the deterministic generators in tests/helpers_model.py.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # helpers_model, whatever pytest's import mode
-from helpers_model import GOLDEN_CASES, golden_input, golden_weights
+from tests.helpers_model import GOLDEN_CASES, golden_input, golden_weights
 
 GOLDEN = Path(__file__).parent / "golden"
 TOL = 1e-4

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from tsn_cli.cli.prepare import prepare_app
 from tsn_cli.errors import TsnError
 from tsn_cli.prepare.demo import make_demo
+from tsn_cli.prepare.runner import PrepareOptions
 from tsn_cli.prepare.ucf101 import prepare_ucf101
 
 
@@ -58,7 +59,8 @@ def test_videos_are_readable_320x240(demo):
 
 def test_deterministic_for_a_seed(tmp_path):
     def digest(root: Path) -> dict:
-        return {p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+        return {p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob("*")) if p.is_file()}
 
     a = digest(Path(make_demo(tmp_path / "a", num_classes=2, videos_per_class=8, frames=4, seed=1)["root"]))
     b = digest(Path(make_demo(tmp_path / "b", num_classes=2, videos_per_class=8, frames=4, seed=1)["root"]))
@@ -110,7 +112,7 @@ def test_classes_are_learnable_from_single_frames(demo):
 
 def test_prepare_ucf101_runs_on_demo(demo, tmp_path):
     out, info = demo
-    rep = prepare_ucf101(out, splits=[1], out=tmp_path, workers=1, verify=True)
+    rep = prepare_ucf101(out, splits=[1], opts=PrepareOptions(out=tmp_path, workers=1, verify=True))
     assert rep.exit_code == 0 and rep.ok == 60
     assert len((tmp_path / "ucf101_train_split_1_videos.txt").read_text().splitlines()) == 40
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers_prepare import make_k400_tree
+from tests.helpers_prepare import make_k400_tree
 from tsn_cli.errors import DataError
 from tsn_cli.prepare.frames import count_frames_on_disk
 from tsn_cli.prepare.k400 import find_csvs, prepare_k400
+from tsn_cli.prepare.runner import PrepareOptions
 
 
 def _lines(p: Path) -> list[str]:
@@ -22,7 +23,7 @@ def test_lists_exact(tmp_path, layout):
     videos, ann = tmp_path / "videos", tmp_path / "ann"
     info = make_k400_tree(videos, ann, layout=layout)
     out = tmp_path / "k400"
-    rep = prepare_k400(videos, ann, out=out, workers=1, verify=True)
+    rep = prepare_k400(videos, ann, opts=PrepareOptions(out=out, workers=1, verify=True))
     assert _lines(out / "Kinetics-400_label_list.txt") == ["0 abseiling", "1 air_drumming", "2 zumba"]
     for subset in ("train", "val"):
         got = _lines(out / f"{subset}.list")
@@ -44,7 +45,7 @@ def test_lists_exact(tmp_path, layout):
 def test_frames_and_resume(tmp_path):
     videos, ann = tmp_path / "videos", tmp_path / "ann"
     info = make_k400_tree(videos, ann, layout="nested", frames=7)
-    rep = prepare_k400(videos, ann, frames=True, workers=2)  # lists and rawframes/ go into ROOT
+    rep = prepare_k400(videos, ann, opts=PrepareOptions(frames=True, workers=2))  # lists and rawframes/ go into ROOT
     assert rep.extraction["missing"] == 1 and rep.extraction["extracted"] == 15
     lines = _lines(videos / "val_frames.list")
     assert len(lines) == len(info["good"]["val"]) == 6
@@ -54,7 +55,7 @@ def test_frames_and_resume(tmp_path):
         assert not d.endswith(".mp4")  # folder is the video stem
     assert "rawframes/air_drumming/" in "\n".join(lines)
     # the rawframes folder under ROOT is not mistaken for videos on the next run; nothing re-extracted
-    rep2 = prepare_k400(videos, ann, frames=True, workers=1)
+    rep2 = prepare_k400(videos, ann, opts=PrepareOptions(frames=True, workers=1))
     assert rep2.extraction["extracted"] == 0 and rep2.extraction["existing"] == 15
     assert _lines(videos / "val_frames.list") == lines
 
@@ -80,7 +81,7 @@ def test_csv_names_and_errors(tmp_path):
 def test_absolute_paths(tmp_path):
     videos, ann = tmp_path / "videos", tmp_path / "ann"
     make_k400_tree(videos, ann, layout="flat")
-    prepare_k400(videos, ann, out=tmp_path / "o", absolute=True, workers=1)
+    prepare_k400(videos, ann, opts=PrepareOptions(out=tmp_path / "o", absolute=True, workers=1))
     for ln in _lines(tmp_path / "o" / "train.list"):
         p = ln.rsplit(" ", 1)[0]
         assert os.path.isabs(p)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers_prepare import make_ucf_tree
+from tests.helpers_cli import REPO
+from tests.helpers_prepare import make_ucf_tree
 from tsn_cli.errors import DataError
 from tsn_cli.prepare.frames import count_frames_on_disk, safe_join
+from tsn_cli.prepare.runner import PrepareOptions
 from tsn_cli.prepare.ucf101 import prepare_ucf101
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +45,13 @@ def _read(path: Path) -> list[str]:
 
 def test_video_lists_exact_per_split(ucf, tmp_path):
     root, info = ucf
-    rep = prepare_ucf101(root, out=tmp_path, workers=1, verify=True)
+    rep = prepare_ucf101(root, opts=PrepareOptions(out=tmp_path, workers=1, verify=True))
     assert rep.num_classes == 3 and rep.checks == "full"
     for n in (1, 2, 3):
         for subset in ("train", "val"):
             got = _read(tmp_path / f"ucf101_{subset}_split_{n}_videos.txt")
-            want = [f"{os.path.relpath(root / 'UCF-101', tmp_path)}/{rel} {ci}" for rel, ci in _expected(info, n, subset)]
+            videos = os.path.relpath(root / "UCF-101", tmp_path)
+            want = [f"{videos}/{rel} {ci}" for rel, ci in _expected(info, n, subset)]
             assert got == want, (n, subset)
     assert _read(tmp_path / "ucf101_label_list.txt") == ["0 Alpha", "1 Beta", "2 Gamma"]
     # split 1 tests on group 1 of 3 classes x 2 clips; every bad entry is in Beta g01
@@ -67,7 +68,7 @@ def test_video_lists_exact_per_split(ucf, tmp_path):
 
 def test_quick_check_misses_only_truncation(ucf, tmp_path):
     root, info = ucf
-    rep = prepare_ucf101(root, splits=[1], out=tmp_path, workers=1)
+    rep = prepare_ucf101(root, splits=[1], opts=PrepareOptions(out=tmp_path, workers=1))
     assert rep.checks == "quick"
     assert {b.path for b in rep.bad} == {r for r, k in info["bad"].items() if k != "truncated"}
     assert [p.name for p in sorted(tmp_path.glob("*.txt"))] == [
@@ -77,7 +78,7 @@ def test_quick_check_misses_only_truncation(ucf, tmp_path):
 def test_frames_lists_match_disk_and_default_out(tmp_path):
     root = tmp_path / "ucf"
     info = make_ucf_tree(root, groups=2, clips=2, frames=9)
-    rep = prepare_ucf101(root, frames=True, workers=2)
+    rep = prepare_ucf101(root, opts=PrepareOptions(frames=True, workers=2))
     for subset in ("train", "val"):
         got = _read(root / f"ucf101_{subset}_split_1_rawframes.txt")
         want = [f"rawframes/{rel[:-4]} 9 {ci}" for rel, ci in _expected(info, 1, subset)]
@@ -96,7 +97,7 @@ def test_frames_lists_match_disk_and_default_out(tmp_path):
     assert {b.path for b in rep.bad} == set(info["bad"])
     # a second run extracts nothing and writes identical lists
     before = (root / "ucf101_train_split_1_rawframes.txt").read_bytes()
-    rep2 = prepare_ucf101(root, frames=True, workers=1)
+    rep2 = prepare_ucf101(root, opts=PrepareOptions(frames=True, workers=1))
     assert rep2.extraction["extracted"] == 0 and rep2.extraction["existing"] == 12
     assert (root / "ucf101_train_split_1_rawframes.txt").read_bytes() == before
 
@@ -104,7 +105,8 @@ def test_frames_lists_match_disk_and_default_out(tmp_path):
 def test_absolute_and_resize(tmp_path):
     root = tmp_path / "ucf"
     make_ucf_tree(root, groups=2, clips=1)
-    prepare_ucf101(root, frames=True, absolute=True, short_side=32, jpeg_quality=80, workers=1, out=tmp_path / "o")
+    opts = PrepareOptions(frames=True, absolute=True, short_side=32, jpeg_quality=80, workers=1, out=tmp_path / "o")
+    prepare_ucf101(root, opts=opts)
     import cv2
 
     lines = _read(tmp_path / "o" / "ucf101_train_split_1_rawframes.txt")
@@ -120,7 +122,7 @@ def test_lists_readable_by_data_loader(ucf, tmp_path):
     from tsn_cli.data.lists import read_label_names, read_list
 
     root, _ = ucf
-    prepare_ucf101(root, splits=[2], out=tmp_path / "moved_lists", workers=1)
+    prepare_ucf101(root, splits=[2], opts=PrepareOptions(out=tmp_path / "moved_lists", workers=1))
     res = read_list(tmp_path / "moved_lists" / "ucf101_train_split_2_videos.txt", fmt="video")
     assert res.bad_lines == [] and all(os.path.isfile(r.path) for r in res.records)
     assert read_label_names(tmp_path / "moved_lists" / "ucf101_label_list.txt") == ["Alpha", "Beta", "Gamma"]
@@ -132,13 +134,13 @@ def test_path_traversal_never_escapes(tmp_path):
     sdir = root / "ucfTrainTestlist"
     (sdir / "classInd.txt").write_bytes(b"1 Alpha\r\n2 Beta\r\n3 Gamma\r\n4 ..\r\n")
     evil = tmp_path / "evil.avi"
-    from helpers_prepare import write_video
+    from tests.helpers_prepare import write_video
 
     write_video(evil)
     extra = b"Alpha/..\r\n../evil.avi\r\n/etc/passwd\r\nAlpha/../../evil.avi 1\r\n"
     (sdir / "testlist01.txt").write_bytes((sdir / "testlist01.txt").read_bytes() + extra)
     out = tmp_path / "out"
-    rep = prepare_ucf101(root, splits=[1], frames=True, out=out, workers=1)
+    rep = prepare_ucf101(root, splits=[1], opts=PrepareOptions(frames=True, out=out, workers=1))
     msgs = {b.path: b.reason for b in rep.bad}
     assert "unsafe path" in msgs["Alpha/.."]
     assert "unsafe path" in msgs["../evil.avi"]
@@ -176,6 +178,7 @@ def test_resume_after_kill_mid_video(tmp_path):
     script = textwrap.dedent(
         f"""
         import os, cv2
+        from tsn_cli.prepare.runner import PrepareOptions
         from tsn_cli.prepare.ucf101 import prepare_ucf101
         orig = cv2.imencode
         count = [0]
@@ -185,7 +188,7 @@ def test_resume_after_kill_mid_video(tmp_path):
                 os.kill(os.getpid(), 9)
             return orig(*a, **k)
         cv2.imencode = enc
-        prepare_ucf101({str(root)!r}, frames=True, workers=1)
+        prepare_ucf101({str(root)!r}, opts=PrepareOptions(frames=True, workers=1))
         """
     )
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, timeout=120)
@@ -197,7 +200,7 @@ def test_resume_after_kill_mid_video(tmp_path):
     assert len(list(tmp[0].iterdir())) == 4  # the half-written folder
     assert not (root / "ucf101_train_split_1_rawframes.txt").exists()
 
-    rep = prepare_ucf101(root, frames=True, workers=2)
+    rep = prepare_ucf101(root, opts=PrepareOptions(frames=True, workers=2))
     assert rep.extraction["existing"] == 4 and rep.extraction["extracted"] == 8
     assert not [p for p in frames_root.rglob("*") if ".tmp-" in p.name]
     for line in _read(root / "ucf101_train_split_1_rawframes.txt") + _read(root / "ucf101_val_split_1_rawframes.txt"):
@@ -209,10 +212,10 @@ def test_incomplete_final_folder_is_redone(tmp_path):
     """A folder with the final name but a gap in the numbering (frames deleted by hand) is extracted again."""
     root = tmp_path / "ucf"
     make_ucf_tree(root, groups=2, clips=1, frames=6)
-    prepare_ucf101(root, frames=True, workers=1)
+    prepare_ucf101(root, opts=PrepareOptions(frames=True, workers=1))
     d = root / "rawframes" / "Alpha" / "v_Alpha_g02_c01"
     (d / "img_00003.jpg").unlink()
-    rep = prepare_ucf101(root, frames=True, workers=1)
+    rep = prepare_ucf101(root, opts=PrepareOptions(frames=True, workers=1))
     assert rep.extraction["extracted"] == 1 and count_frames_on_disk(d) == 6
 
 
@@ -220,13 +223,32 @@ def test_cli_json_and_exit_codes(tmp_path):
     root = tmp_path / "ucf"
     info = make_ucf_tree(root, groups=2, clips=1)
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-m", "tsn_cli", "prepare", "ucf101", str(root), "--frames", "--json", "-j", "2"],
-                          cwd=tmp_path, env=env, capture_output=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "tsn_cli", "prepare", "ucf101", str(root), "--frames", "--json",
+                           "-j", "2"], cwd=tmp_path, env=env, capture_output=True, timeout=120)
     assert proc.returncode == 1, proc.stderr.decode()[-2000:]
     doc = json.loads(proc.stdout)
     assert doc["exit_code"] == 1 and doc["dataset"] == "ucf101"
     assert {b["path"] for b in doc["bad"]} == set(info["bad"])
-    assert {Path(l["path"]).name for l in doc["lists"]} >= {"ucf101_train_split_1_rawframes.txt", "ucf101_label_list.txt"}
+    names = {Path(x["path"]).name for x in doc["lists"]}
+    assert names >= {"ucf101_train_split_1_rawframes.txt", "ucf101_label_list.txt"}
     proc = subprocess.run([sys.executable, "-m", "tsn_cli", "prepare", "ucf101", str(tmp_path / "missing")],
                           cwd=tmp_path, env=env, capture_output=True, timeout=60)
     assert proc.returncode == 2 and b"Traceback" not in proc.stderr and b"not found" in proc.stderr
+
+
+def test_extraction_workers_never_fork_a_threaded_process():
+    """A process that runs other threads (paddle imported, the Python API) gets a fork server: a worker forked
+    from it can deadlock in OpenCV's start-up (seen as a test session that never ended)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import threading, time; from tsn_cli.prepare.frames import pool_context; "
+        "print(pool_context().get_start_method()); "
+        "threading.Thread(target=time.sleep, args=(5,), daemon=True).start(); "  # a Python thread: still fork
+        "print(pool_context().get_start_method()); "
+        "from tsn_cli.runtime import import_paddle; p = import_paddle(); p.to_tensor([1.0]) * 2; "
+        "print(pool_context().get_start_method())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["fork", "fork", "forkserver"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers_train import make_tiny_data, run_train, weights, write_tiny_config
+from tests.helpers_train import make_tiny_data, run_train, weights, write_tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +56,22 @@ def test_metrics_jsonl_and_curves_png(trained):
 
 def test_epoch_table_fits_80_columns(trained):
     _, proc = trained
-    table_lines = [ln for ln in proc.stderr.splitlines() + proc.stdout.splitlines() if ln.lstrip().startswith(("ep ", "1 ", "2 "))]
+    table_lines = [ln for ln in proc.stderr.splitlines() + proc.stdout.splitlines()
+                   if ln.lstrip().startswith(("ep ", "1 ", "2 "))]
     assert any("val1" in ln for ln in table_lines), proc.stderr
     assert all(len(ln) <= 80 for ln in proc.stderr.splitlines() + proc.stdout.splitlines())
+
+
+def test_start_and_summary_tables_are_readable(trained):
+    """The run uses its config file unchanged: one line instead of the 50-key table; the summary tables show
+    formatted numbers (no 0.16666666666666666, no None)."""
+    import re
+
+    _, proc = trained
+    text = proc.stdout + proc.stderr
+    assert "as is (--verbose shows every key)" in " ".join(text.split()) and "model.fc_std" not in text
+    assert "Training finished" in proc.stdout and "best_top1" in proc.stdout
+    assert not re.search(r"\d\.\d{6,}", text) and "None" not in text
 
 
 def test_dry_run_reports_size_and_flops_and_writes_nothing(data, tmp_path):
@@ -86,7 +99,8 @@ def test_nan_loss_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch):
     import paddle.nn.functional as F
 
     from tsn_cli.config import load_config
-    from tsn_cli.engine.train import Trainer, find_latest_checkpoint
+    from tsn_cli.engine.checkpoints import find_latest_checkpoint
+    from tsn_cli.engine.train import Trainer
     from tsn_cli.errors import TsnError
 
     cfg = load_config(write_tiny_config(tmp_path / "c.yaml", data, tmp_path / "out", epochs=2))
@@ -98,7 +112,8 @@ def test_nan_loss_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch):
         return loss * float("nan") if calls["n"] == 5 else loss  # 3 batches per epoch: epoch 2, step 2
 
     monkeypatch.setattr(F, "cross_entropy", poisoned)
-    with pytest.raises(TsnError, match=r"loss is nan at epoch 2, step 2/3"):
+    last_good = r"last good checkpoint, .*TSN_epoch_00001\.pdparams, is intact"
+    with pytest.raises(TsnError, match=r"loss is nan at epoch 2, step 2/3.*" + last_good):
         Trainer(cfg).run()
     out = tmp_path / "out"
     assert find_latest_checkpoint(out) == out / "TSN_epoch_00001.pdparams"
@@ -130,3 +145,17 @@ def test_visualdl_scalars_when_installed(data, tmp_path, monkeypatch):
     tags = {t for t, s, v in logged}
     assert {"train/loss", "train/top1", "train/lr"} <= tags and all(s == 1 for t, s, v in logged)
     assert closed == [str(Path(tmp_path / "out" / "vdl"))]
+
+
+def test_keep_last_leaves_only_the_latest_epoch_checkpoint_and_the_best(data, tmp_path):
+    cfg = write_tiny_config(tmp_path / "c.yaml", data, tmp_path / "out", epochs=3, val=True, save_interval=1)
+    proc = run_train("--config", cfg, "--keep-last", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    sets = [f"{stem}{suffix}" for stem in ("TSN_best", "TSN_epoch_00003") for suffix in (".pdopt", ".pdparams",
+                                                                                          ".state.json")]
+    files = ["config.yaml", "curves.png", "label_names.txt", "metrics.jsonl", *sets]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(files)
+    assert json.loads(proc.stdout)["last_checkpoint"] == str(tmp_path / "out" / "TSN_epoch_00003.pdparams")
+    assert "keep_last: 1" in (tmp_path / "out" / "config.yaml").read_text()  # recorded: a resume keeps pruning
+    bad = run_train("--config", cfg, "--keep-last", "0", "--overwrite")
+    assert bad.returncode == 2 and "--keep-last" in bad.stderr and "Traceback" not in bad.stderr

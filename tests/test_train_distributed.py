@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from helpers_train import REPO, make_tiny_data, weights, write_tiny_config
+from tests.helpers_cli import REPO
+from tests.helpers_train import make_tiny_data, weights, write_tiny_config
 
 
 @pytest.mark.slow
@@ -17,9 +18,11 @@ def test_two_processes_train_with_identical_weights(tmp_path):
     data = make_tiny_data(tmp_path / "data", per_class_train=4)
     out = tmp_path / "out"
     cfg = write_tiny_config(tmp_path / "c.yaml", data, out, epochs=1, batch_size=2)
-    env = dict(os.environ, OMP_NUM_THREADS="1", GLOG_minloglevel="2", TSN_WEIGHTS_DIGEST_DIR=str(tmp_path / "digest"))
+    env = dict(os.environ, OMP_NUM_THREADS="1", GLOG_minloglevel="2")
+    # the harness runs `tsn train`, then every rank writes its parameter digest (the launcher runs a .py path)
     cmd = [sys.executable, "-m", "paddle.distributed.launch", "--host", "127.0.0.1", "--nproc_per_node", "2",
-           "--log_dir", str(tmp_path / "log"), "-m", "tsn_cli", "train", "--config", str(cfg), "--json"]
+           "--log_dir", str(tmp_path / "log"), "tests/train_harness.py", "--digest", str(tmp_path / "digest"),
+           "train", "--config", str(cfg), "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
     logs = "".join(p.read_text(errors="replace") for p in sorted((tmp_path / "log").glob("workerlog.*")))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + logs[-3000:]

@@ -1,14 +1,13 @@
 """The training recipe without data: LR schedule at its boundaries (warmup, accumulation, auto-scale), clipping,
-L2 decay, optimizer state under structured names, and which checkpoint `--resume auto` picks."""
+L2 decay, per-step seeds. (Checkpoint sets: tests/test_checkpoint_set.py.)"""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 
 from tsn_cli.config import load_config, with_values
+from tsn_cli.engine import optim as O
 from tsn_cli.engine import train as T
 
 
@@ -26,13 +25,13 @@ def _lrs(sched, n):
 
 
 def test_default_boundaries_are_thirds_of_the_epochs():
-    assert T.lr_boundaries(_cfg(epochs=120)) == [40, 80]  # PaddleVideo's TSN
-    assert T.lr_boundaries(_cfg(epochs=9, lr_boundaries=[7, 3])) == [3, 7]
+    assert O.lr_boundaries(_cfg(epochs=120)) == [40, 80]  # PaddleVideo's TSN
+    assert O.lr_boundaries(_cfg(epochs=9, lr_boundaries=[7, 3])) == [3, 7]
 
 
 def test_lr_at_the_boundaries_per_optimizer_step():
     cfg = _cfg(epochs=6, lr=0.1, lr_boundaries=[2, 4])
-    lrs = _lrs(T.build_schedule(cfg, steps_per_epoch=5), 30)
+    lrs = _lrs(O.build_schedule(cfg, steps_per_epoch=5), 30)
     assert lrs[9] == pytest.approx(0.1) and lrs[10] == pytest.approx(0.01)  # last step of epoch 2 / first of 3
     assert lrs[19] == pytest.approx(0.01) and lrs[20] == pytest.approx(0.001)
     assert lrs[29] == pytest.approx(0.001)
@@ -40,7 +39,7 @@ def test_lr_at_the_boundaries_per_optimizer_step():
 
 def test_warmup_is_linear_and_keeps_the_boundaries_absolute():
     cfg = _cfg(epochs=6, lr=0.1, lr_boundaries=[2, 4], warmup_epochs=1)
-    lrs = _lrs(T.build_schedule(cfg, steps_per_epoch=5), 30)
+    lrs = _lrs(O.build_schedule(cfg, steps_per_epoch=5), 30)
     assert lrs[:5] == pytest.approx([0.0, 0.02, 0.04, 0.06, 0.08])
     assert lrs[5] == pytest.approx(0.1) and lrs[9] == pytest.approx(0.1)
     assert lrs[10] == pytest.approx(0.01)  # still epoch 3's first step, not shifted by the warmup
@@ -48,80 +47,30 @@ def test_warmup_is_linear_and_keeps_the_boundaries_absolute():
 
 
 def test_accumulation_counts_optimizer_steps_and_auto_scale_uses_the_global_batch():
-    assert T.optimizer_steps_per_epoch(5, 2) == 3  # the trailing partial group also steps
-    assert T.optimizer_steps_per_epoch(6, 3) == 2
-    assert T.optimizer_steps_per_epoch(1, 4) == 1
+    assert O.optimizer_steps_per_epoch(5, 2) == 3  # the trailing partial group also steps
+    assert O.optimizer_steps_per_epoch(6, 3) == 2
+    assert O.optimizer_steps_per_epoch(1, 4) == 1
     cfg = _cfg(lr=0.01, batch_size=8, accum_steps=2, auto_scale_lr=True, base_batch_size=256)
-    assert T.base_lr(cfg, world_size=4) == pytest.approx(0.01 * 8 * 4 * 2 / 256)
-    assert T.base_lr(_cfg(lr=0.01, batch_size=8), world_size=4) == pytest.approx(0.01)  # off by default
+    assert O.base_lr(cfg, world_size=4) == pytest.approx(0.01 * 8 * 4 * 2 / 256)
+    assert O.base_lr(_cfg(lr=0.01, batch_size=8), world_size=4) == pytest.approx(0.01)  # off by default
 
 
 def test_global_norm_clipping_and_l2_decay():
-    from tsn_cli.engine.device import import_paddle
+    from tsn_cli.runtime import import_paddle
 
     paddle = import_paddle()
     paddle.seed(0)
     lin = paddle.nn.Linear(10, 4)
     cfg = _cfg(lr=1.0, momentum=0.0, weight_decay=1e-4, grad_clip=40.0)
-    opt = T.build_optimizer(cfg, lin, 1.0)
+    opt = O.build_optimizer(cfg, lin, 1.0)
     assert isinstance(opt._grad_clip, paddle.nn.ClipGradByGlobalNorm) and opt._grad_clip.clip_norm == 40.0
     # Momentum folds L2Decay into its fused update (regularization -> method/coeff)
     assert (opt._regularization_method, opt._regularization_coeff) == ("l2_decay", pytest.approx(1e-4))
     before = [p.numpy().copy() for p in lin.parameters()]
     (lin(paddle.ones([2, 10])).sum() * 1e6).backward()  # a huge gradient
     opt.step()
-    delta = np.sqrt(sum(((p.numpy() - b) ** 2).sum() for p, b in zip(lin.parameters(), before)))
+    delta = np.sqrt(sum(((p.numpy() - b) ** 2).sum() for p, b in zip(lin.parameters(), before, strict=True)))
     assert delta == pytest.approx(40.0, rel=1e-3)  # lr 1 x clipped global norm 40 (+ tiny decay)
-
-
-def test_optimizer_state_is_saved_under_structured_names_and_loads_in_any_process(tmp_path):
-    from tsn_cli.engine.device import import_paddle
-    from tsn_cli.model.checkpoint import load_object, save_object
-    from tsn_cli.model.tsn import TSN
-
-    paddle = import_paddle()
-    cfg = _cfg(lr=0.1)
-    a = TSN(depth=18, num_classes=3)
-    opt_a = T.build_optimizer(cfg, a, 0.1)
-    a(paddle.randn([2, 2, 3, 32, 32])).mean().backward()
-    opt_a.step()
-    path = save_object(T.optimizer_state_for_file(opt_a, a), tmp_path / "x.pdopt")
-    state = load_object(path)
-    assert "head.fc.weight_velocity_0" in state and "backbone.conv._conv.weight_velocity_0" in state
-    assert not any(k.startswith(("conv2d_", "linear_")) for k in state)
-    assert set(paddle.load(str(path))) == set(state)  # still a paddle.load-able .pdopt
-    b = TSN(depth=18, num_classes=3)  # built second: other per-process names
-    assert b.head.fc.weight.name != a.head.fc.weight.name
-    opt_b = T.build_optimizer(cfg, b, 0.1)
-    opt_b.set_state_dict(T.optimizer_state_from_file(state, b))
-    def arr(x):  # restored accumulators stay numpy until the first step creates the tensors
-        return np.asarray(x.numpy() if hasattr(x, "numpy") else x)
-
-    va = arr(opt_a.state_dict()[f"{a.head.fc.weight.name}_velocity_0"])
-    vb = arr(opt_b.state_dict()[f"{b.head.fc.weight.name}_velocity_0"])
-    assert np.abs(va).sum() > 0 and np.array_equal(va, vb)
-    # a PaddleVideo .pdopt (per-process names of this process) passes through unchanged
-    raw = {f"{b.head.fc.weight.name}_velocity_0": np.ones(2)}
-    assert T.optimizer_state_from_file(raw, b) == raw
-
-
-def _ckpt(folder, stem, epoch, step=0, marker=True):
-    for suffix in (".pdparams", ".pdopt"):
-        (folder / f"{stem}{suffix}").write_bytes(b"x")
-    if marker:
-        (folder / f"{stem}.state.json").write_text(json.dumps({"epoch": epoch, "step": step}))
-
-
-def test_resume_auto_picks_the_complete_checkpoint_furthest_along(tmp_path):
-    assert T.find_latest_checkpoint(tmp_path) is None
-    _ckpt(tmp_path, "TSN_epoch_00001", 1)
-    _ckpt(tmp_path, "TSN_epoch_00002", 2)
-    _ckpt(tmp_path, "TSN_epoch_00003", 3, marker=False)  # a write that never finished
-    assert T.find_latest_checkpoint(tmp_path).name == "TSN_epoch_00002.pdparams"
-    _ckpt(tmp_path, "TSN_interrupted", 2, step=5)
-    assert T.find_latest_checkpoint(tmp_path).name == "TSN_interrupted.pdparams"
-    _ckpt(tmp_path, "TSN_epoch_00003", 3)
-    assert T.find_latest_checkpoint(tmp_path).name == "TSN_epoch_00003.pdparams"
 
 
 def test_step_seed_is_a_pure_function():
@@ -134,6 +83,7 @@ def test_gpus_option_relaunches_through_paddle_distributed_launch():
 
     from tsn_cli.cli.train import relaunch_argv
 
-    argv = relaunch_argv(["train", "--config", "c.yaml", "--gpus", "0,1", "--epochs", "3"], "0,1")
-    assert argv == [sys.executable, "-m", "paddle.distributed.launch", "--gpus", "0,1", "-m", "tsn_cli", "train", "--config", "c.yaml", "--epochs", "3"]
-    assert "--gpus=0,1" not in relaunch_argv(["train", "--gpus=0,1"], "0,1")[5:]
+    argv = relaunch_argv(["train", "--config", "c.yaml", "--gpus", "0,1", "--epochs", "3"], "0,1", "out/log")
+    assert argv == [sys.executable, "-m", "paddle.distributed.launch", "--gpus", "0,1", "--log_dir", "out/log",
+                    "-m", "tsn_cli", "train", "--config", "c.yaml", "--epochs", "3"]
+    assert "--gpus=0,1" not in relaunch_argv(["train", "--gpus=0,1"], "0,1", "log")[7:]

@@ -3,9 +3,9 @@ PaddleVideo's steps (PIL images, ``cv2.resize(np.asarray(img))``, ``Image.crop``
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
-import cv2
 from PIL import Image
 
 from tsn_cli.data import transforms as T
@@ -33,7 +33,8 @@ def ref_scale(imgs, short):
 
 def ref_msc(imgs, box, target):
     crops = [img.crop(box) for img in imgs]  # PIL rounds the float box itself
-    return [Image.fromarray(cv2.resize(np.asarray(c), dsize=(target, target), interpolation=cv2.INTER_LINEAR)) for c in crops]
+    return [Image.fromarray(cv2.resize(np.asarray(c), dsize=(target, target), interpolation=cv2.INTER_LINEAR))
+            for c in crops]
 
 
 def ref_flip(imgs):

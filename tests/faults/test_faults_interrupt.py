@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from helpers_hardening import cli, text, trained  # noqa: E402
-from helpers_prepare import make_ucf_tree  # noqa: E402
-from tsn_cli.prepare.frames import count_frames_on_disk  # noqa: E402
+from tests.helpers_hardening import cli, text, trained
+from tests.helpers_prepare import make_ucf_tree
+from tsn_cli.prepare.frames import count_frames_on_disk
 
 pytestmark = pytest.mark.faults
 FRAMES = 100
@@ -88,37 +86,46 @@ def _export_complete(d: Path) -> bool:
     return "tsn.yaml" in names and any(n.endswith(".pdiparams") for n in names)
 
 
+def _staged(folder, name: str) -> bool:
+    """Whether an export into folder/name has a non-empty staging folder (`.name.<random>.partial`)."""
+    for p in folder.glob(f".{name}.*.partial"):
+        try:
+            if any(p.iterdir()):
+                return True
+        except FileNotFoundError:  # removed meanwhile
+            pass
+    return False
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_export_interrupted_keeps_old_export_and_reruns(model, tmp_path, sig):
     out = tmp_path / "export"
     p = cli("export", "--weights", model / "out" / "TSN_best.pdparams", "--output", out)
     assert p.returncode == 0, text(p)
     before = {f.name: f.read_bytes() for f in out.iterdir()}
-    partial = tmp_path / ".export.partial"
     proc = _start("export", "--weights", model / "out" / "TSN_best.pdparams", "--output", out)
-    _wait_for(lambda: partial.exists() and any(partial.iterdir()), proc)
+    _wait_for(lambda: _staged(tmp_path, "export"), proc)
     os.killpg(proc.pid, sig)
     _, err = proc.communicate(timeout=60)
     err = err.decode("utf-8", "replace")
     if sig == signal.SIGINT and proc.returncode not in (0,):
         assert proc.returncode in (130, -2), err[-2000:]
         assert "Traceback" not in err, err[-3000:]
-        assert not partial.exists()  # Ctrl-C cleans up its staging folder
+        assert not _staged(tmp_path, "export")  # Ctrl-C cleans up its staging folder
     # The previous export is still there and whole (or the new one replaced it completely).
     assert out.is_dir() and _export_complete(out)
     if proc.returncode != 0:
         assert {f.name: f.read_bytes() for f in out.iterdir()} == before
     p = cli("export", "--weights", model / "out" / "TSN_best.pdparams", "--output", out)
     assert p.returncode == 0, text(p)
-    assert _export_complete(out) and not partial.exists()
+    assert _export_complete(out) and not _staged(tmp_path, "export")
     assert not [x for x in tmp_path.iterdir() if x.name.startswith(".export")]
 
 
 def test_export_killed_on_first_export_leaves_nothing_half_written(model, tmp_path):
     out = tmp_path / "first"
     proc = _start("export", "--weights", model / "out" / "TSN_best.pdparams", "--output", out)
-    partial = tmp_path / ".first.partial"
-    _wait_for(lambda: partial.exists() and any(partial.iterdir()), proc)
+    _wait_for(lambda: _staged(tmp_path, "first"), proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     assert not out.exists() or _export_complete(out)

@@ -14,12 +14,9 @@ import cv2
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from helpers_hardening import trained  # noqa: E402
+from tests.helpers_hardening import trained
 
 pytestmark = pytest.mark.faults
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _tiny_videos(folder: Path, n: int) -> None:
@@ -119,4 +116,5 @@ def test_dataloader_worker_death_or_failure_is_a_clear_error(model, mode, worker
         assert p.returncode in (2, 3), p.stdout + p.stderr[-2000:]
         assert "exit" in p.stdout.lower() or "died" in p.stdout.lower(), p.stdout
     else:
-        assert p.returncode == 2 and "TSNERROR 0" in p.stdout and "replacement samples failed" in p.stdout, p.stdout + p.stderr[-2000:]
+        assert p.returncode == 2 and "TSNERROR 0" in p.stdout and "replacement samples failed" in p.stdout, \
+            p.stdout + p.stderr[-2000:]

@@ -14,11 +14,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from helpers_hardening import cli, text, trained  # noqa: E402
-from helpers_prepare import make_ucf_tree  # noqa: E402
-from tsn_cli.prepare.frames import count_frames_on_disk  # noqa: E402
+from tests.helpers_hardening import cli, text, trained
+from tests.helpers_prepare import make_ucf_tree
+from tsn_cli.prepare.frames import count_frames_on_disk
 
 pytestmark = pytest.mark.faults
 
@@ -65,7 +63,8 @@ def test_disk_full_during_extraction_then_resume(tmp_path, tmpfs):
     mnt, remount = tmpfs
     root = tmp_path / "ucf"
     make_ucf_tree(root, groups=2, clips=3, frames=60)
-    p = cli("prepare", "ucf101", root, "--frames", "--frames-dir", mnt / "rawframes", "--workers", "2", "--split", "1", "--json")
+    p = cli("prepare", "ucf101", root, "--frames", "--frames-dir", mnt / "rawframes", "--workers", "2", "--split", "1",
+            "--json")
     out, err = text(p)
     assert "Traceback" not in err, err[-3000:]
     assert p.returncode in (1, 2), err[-2000:]
@@ -74,7 +73,8 @@ def test_disk_full_during_extraction_then_resume(tmp_path, tmpfs):
     for d in _final_frame_dirs(mnt / "rawframes"):  # whatever was finished is whole
         assert count_frames_on_disk(d) == 60, d
     remount("size=64m")
-    p = cli("prepare", "ucf101", root, "--frames", "--frames-dir", mnt / "rawframes", "--workers", "2", "--split", "1", "--json")
+    p = cli("prepare", "ucf101", root, "--frames", "--frames-dir", mnt / "rawframes", "--workers", "2", "--split", "1",
+            "--json")
     out, err = text(p)
     assert p.returncode == 1, err[-2000:]  # only the tree's deliberately bad videos remain
     rep = json.loads(out)
@@ -148,7 +148,8 @@ def test_extraction_worker_killed_like_oom(tmp_path):
     root = tmp_path / "ucf"
     make_ucf_tree(root, groups=3, clips=3, frames=100)
     e = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "tsn_cli", "prepare", "ucf101", str(root), "--frames", "--workers", "2", "--split", "1"],
+    proc = subprocess.Popen([sys.executable, "-m", "tsn_cli", "prepare", "ucf101", str(root), "--frames",
+                             "--workers", "2", "--split", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e, start_new_session=True)
     fr = root / "rawframes"
     t0 = time.time()

@@ -8,15 +8,15 @@ import pathlib
 import numpy as np
 import pytest
 
-from helpers_train import make_tiny_data, weights, write_tiny_config
-
+from tests.helpers_train import make_tiny_data, weights, write_tiny_config
 
 pytestmark = pytest.mark.faults
 
 
 def test_enospc_during_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     from tsn_cli.config import load_config
-    from tsn_cli.engine.train import Trainer, find_latest_checkpoint
+    from tsn_cli.engine.checkpoints import find_latest_checkpoint
+    from tsn_cli.engine.train import Trainer
     from tsn_cli.errors import TsnError
 
     data = make_tiny_data(tmp_path / "data")

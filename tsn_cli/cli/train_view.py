@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import typer
 from rich.progress import TextColumn
 
@@ -10,7 +9,7 @@ from tsn_cli import ui
 
 
 def _rank0() -> bool:
-    from tsn_cli.engine.device import dist_info
+    from tsn_cli.runtime import dist_info
 
     return dist_info()[1] == 0
 
@@ -29,7 +28,16 @@ def epoch_table(row: dict, header: bool = True, with_val: bool | None = None):
     from rich import box
 
     cols = list(EPOCH_COLUMNS)
-    vals = [row["epoch"], f"{row['loss']:.4f}", f"{row['top1']:.3f}", f"{row['top5']:.3f}", f"{row['lr']:.1e}", f"{row['clips_per_s']:.1f}", f"{row['data_wait']:.0%}", row.get("bad_samples", 0)]
+    vals = [
+        row["epoch"],
+        f"{row['loss']:.4f}",
+        f"{row['top1']:.3f}",
+        f"{row['top5']:.3f}",
+        f"{row['lr']:.1e}",
+        f"{row['clips_per_s']:.1f}",
+        f"{row['data_wait']:.0%}",
+        row.get("bad_samples", 0),
+    ]
     if "val_top1" in row:
         vals += [f"{row['val_top1']:.3f}" + ("*" if row.get("best") else " "), f"{row['val_top5']:.3f}"]
     elif with_val:
@@ -37,7 +45,7 @@ def epoch_table(row: dict, header: bool = True, with_val: bool | None = None):
     else:
         cols = cols[:-2]
     t = ui.table(None, cols, [vals], numeric=range(len(cols)))
-    for col, w in zip(t.columns, _MIN_WIDTHS):
+    for col, w in zip(t.columns, _MIN_WIDTHS, strict=False):
         col.min_width = w
     t.box = box.SIMPLE_HEAD
     t.show_header = header
@@ -48,15 +56,34 @@ def epoch_table(row: dict, header: bool = True, with_val: bool | None = None):
     return t
 
 
-def run_training(cfg, *, weights=None, resume=None, dry_run=False, json_out=False) -> None:
-    """Build the trainer, show what will run, train with progress, print the outcome."""
+def run_training(
+    cfg,
+    *,
+    weights=None,
+    resume=None,
+    overwrite=False,
+    dry_run=False,
+    json_out=False,
+    reference=None,
+    verbose=False,
+    notes=(),
+) -> None:
+    """Build the trainer, show what will run, train with progress, print the outcome.
+
+    `reference` is (config, its file name or None): the start-of-run table shows what differs from it.
+    `notes`: ("info" | "warning", line) about how the config was resolved, shown first."""
     from tsn_cli.cli.common import show_config
     from tsn_cli.engine.train import Trainer, TrainHooks
 
     main = _rank0()
     shown = {"cols": None}
+    for level, line in notes if main else ():
+        if level == "warning":
+            ui.warn(ui.safe(line))
+        else:
+            ui.info(f"[dim]{ui.safe(line)}[/]")
     if main and not json_out:
-        show_config(cfg)
+        show_config(cfg, *(reference or (None, None)), verbose=verbose)
     progress = ui.make_progress(TextColumn("{task.fields[stats]}"), disable=not main or json_out)
     task = {"id": None}
 
@@ -82,11 +109,16 @@ def run_training(cfg, *, weights=None, resume=None, dry_run=False, json_out=Fals
         shown["cols"] = cols
 
     def on_message(msg):
-        if main:
+        if not main:
+            return
+        if msg.startswith("warning: "):  # what will run differs from what was asked: must not look like noise
+            progress.console.print(f"[yellow]warning:[/] {ui.safe(msg[len('warning: ') :])}")
+        else:
             progress.console.print(f"[dim]{ui.safe(msg)}[/]")
 
-    trainer = Trainer(cfg, weights=weights, resume=resume, hooks=TrainHooks(on_epoch_start=on_epoch_start, on_step=on_step, on_epoch_end=on_epoch_end, on_message=on_message))
-    info = trainer.setup()
+    hooks = TrainHooks(on_epoch_start=on_epoch_start, on_step=on_step, on_epoch_end=on_epoch_end, on_message=on_message)
+    trainer = Trainer(cfg, weights=weights, resume=resume, overwrite=overwrite, hooks=hooks)
+    info = trainer.setup(dry_run=dry_run)
     if main and not json_out:
         rows = [(k, v) for k, v in info.items()]
         ui.err_console.print(ui.table("Training setup", ["item", "value"], rows))
@@ -104,11 +136,25 @@ def run_training(cfg, *, weights=None, resume=None, dry_run=False, json_out=Fals
             "best_epoch": result.best_epoch,
             "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
             "interrupted": result.interrupted,
+            "stopped_early": result.stop_reason is not None,
+            "stop_reason": result.stop_reason,
             "history": result.history,
         }
         if json_out:
             ui.print_json(summary)
         else:
-            ui.console.print(ui.table("Training finished" if not result.interrupted else "Training interrupted", ["item", "value"], [(k, v) for k, v in summary.items() if k != "history"]))
+            title = (
+                "Training interrupted"
+                if result.interrupted
+                else "Training stopped early"
+                if result.stop_reason
+                else "Training finished"
+            )
+            rows = [
+                (k, v)
+                for k, v in summary.items()
+                if k not in ("history", "stopped_early") and not (k == "stop_reason" and v is None)
+            ]
+            ui.console.print(ui.table(title, ["item", "value"], rows, paths=(1,)))
     if result.interrupted:
         raise typer.Exit(130)

@@ -6,12 +6,14 @@ Sample tuple (what ``dataset[i]`` returns and the loader batches)::
     (clip  float32 [V, 3, t, t],   V = views * seg_num  (train: seg_num; test views crop-major)
      label int64,                  the label of the clip actually returned
      index int64,                  the dataset index that was ASKED for (0..len-1)
-     ok    int64)                  1 = the sample at `index` was read; 0 = it was bad
+     ok    int64)                  1 = the sample at `index` was read; 0 = it was bad;
+                                   2 = read, but the video decodes only partly (eval only, see below)
 
 * train: a bad sample is replaced (the clip and label come from another sample, so every row of a batch is
   usable for training); ``ok = 0`` marks the row so the main process can count and log it.
 * eval (``train=False``): nothing is replaced; a bad sample gives a zero clip with ``ok = 0`` -- drop those rows
-  from scoring and report them.
+  from scoring and report them. Videos are opened with ``verify=True``: a truncated video is sampled over the
+  frames that decode and its row has ``ok = 2``; ``dataset.warning(index)`` gives the reason.
 
 Call ``dataset.collect(index, ok)`` in the main process with every batch's ``index``/``ok``: it records newly
 seen bad samples (``path -> reason``; the reason is found again in the main process by repeating the same
@@ -27,19 +29,28 @@ sets it explicitly (e.g. when resuming).
 
 Memory is bounded: one decoder per sample at a time (closed after use), at most ``prefetch_factor *
 workers`` batches in flight.
+
+This module imports paddle (through ``import_paddle``, which sets the CPU thread count first); the paddle-free
+parts of a sample -- list records, segment sampling, transforms, frame sources -- live in ``lists``,
+``sampling``, ``transforms``, ``video`` and ``views``.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-from tsn_cli.data.video import DEFAULT_FRAME_TEMPLATE, open_source
+from tsn_cli.constants import FRAME_TEMPLATE
+from tsn_cli.data.video import open_source
 from tsn_cli.data.views import load_clip
 from tsn_cli.errors import DataError, DecodeError
+from tsn_cli.runtime import import_paddle, raise_if_interrupted
+
+# not a bare `import paddle`: that would fix the CPU math threads at one before the tool sets them
+paddle = import_paddle()
 
 MAX_REPLACEMENT_TRIES = 10
 
@@ -48,7 +59,7 @@ def _rng(seed: int, epoch: int, index: int, attempt: int = 0) -> np.random.Gener
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch), int(index), int(attempt)])
 
 
-class _TSNDatasetBase:
+class TSNDataset(paddle.io.Dataset):
     """Map-style dataset of TSN clips (see the module docstring for the sample tuple and bad-sample handling).
 
     ``records``: `VideoRecord`s; ``fmt``: ``"video"`` | ``"frames"``; ``transform``: `TrainTransform`
@@ -63,7 +74,7 @@ class _TSNDatasetBase:
         transform,
         train: bool,
         seed: int = 0,
-        frame_template: str = DEFAULT_FRAME_TEMPLATE,
+        frame_template: str = FRAME_TEMPLATE,
         views: int | None = None,
     ):
         if fmt not in ("video", "frames"):
@@ -85,6 +96,7 @@ class _TSNDatasetBase:
         self.epoch = 0
         # Reasons seen in THIS process (the main process when workers=0, else a worker's private copy).
         self._local_bad: dict[int, str] = {}
+        self._local_warn: dict[int, str] = {}  # eval: index -> why the video was read only partly
         # Main-process registry filled by collect(): index -> reason, path -> reason.
         self._bad_by_index: dict[int, str] = {}
         self._bad: dict[str, str] = {}
@@ -112,34 +124,49 @@ class _TSNDatasetBase:
         return key, self.epoch
 
     # ------------------------------------------------------------------------------------ loading
-    def _load(self, index: int, epoch: int, attempt: int) -> np.ndarray:
+    def _open(self, index: int):
+        # Eval verifies videos (partly decodable ones are flagged); training keeps PaddleVideo's plain open.
+        return open_source(self.records[index], self.fmt, self.frame_template, verify=not self.train)
+
+    def _load(self, index: int, epoch: int, attempt: int) -> tuple[np.ndarray, tuple[str, ...]]:
         rec = self.records[index]
         rng = _rng(self.seed, epoch, index, attempt)
-        with open_source(rec, self.fmt, self.frame_template) as src:
+        with self._open(index) as src:
             clip = load_clip(src, self.seg_num, self.transform, self.train, rng)
+            warnings = tuple(src.warnings)
         if clip.shape != self.clip_shape:
             raise DecodeError(rec.path, f"clip has shape {clip.shape}, expected {self.clip_shape}")
-        return clip
+        return clip, warnings
 
-    def _try_load(self, index: int, epoch: int, attempt: int) -> tuple[np.ndarray | None, str | None]:
+    def _try_load(self, index: int, epoch: int, attempt: int) -> tuple[np.ndarray | None, str | None, tuple]:
+        """(clip, None, warnings) or (None, reason, ())."""
         try:
-            return self._load(index, epoch, attempt), None
+            clip, warnings = self._load(index, epoch, attempt)
+            return clip, None, warnings
         except DecodeError as exc:
-            return None, exc.reason
+            raise_if_interrupted(exc)
+            return None, exc.reason, ()
         except (MemoryError, KeyboardInterrupt):
             raise
         except Exception as exc:  # any decoder/transform failure must not kill a worker
-            return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}".rstrip(": ")
+            raise_if_interrupted(exc)
+            return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}".rstrip(": "), ()
 
     def __getitem__(self, key):
         index, epoch = self._split_key(key)
-        clip, reason = self._try_load(index, epoch, 0)
+        clip, reason, warnings = self._try_load(index, epoch, 0)
         if clip is not None:
-            return clip, np.int64(self.records[index].label), np.int64(index), np.int64(1)
+            if warnings:
+                self._local_warn[index] = "; ".join(warnings)
+            return clip, np.int64(self.records[index].label), np.int64(index), np.int64(2 if warnings else 1)
         self._local_bad[index] = reason
         if not self.train:
-            return (np.zeros(self.clip_shape, dtype=np.float32), np.int64(self.records[index].label),
-                    np.int64(index), np.int64(0))
+            return (
+                np.zeros(self.clip_shape, dtype=np.float32),
+                np.int64(self.records[index].label),
+                np.int64(index),
+                np.int64(0),
+            )
         # Deterministic replacement: candidates drawn from an rng of (seed, epoch, index).
         pick = np.random.default_rng([self.seed & 0xFFFFFFFF, epoch, index, 0x5EED])
         n = len(self.records)
@@ -147,7 +174,7 @@ class _TSNDatasetBase:
             j = int(pick.integers(n)) if n > 1 else index
             if j == index or j in self._local_bad:
                 continue
-            clip, why = self._try_load(j, epoch, attempt)
+            clip, why, _ = self._try_load(j, epoch, attempt)
             if clip is not None:
                 return clip, np.int64(self.records[j].label), np.int64(index), np.int64(0)
             self._local_bad[j] = why
@@ -166,8 +193,19 @@ class _TSNDatasetBase:
             return self._local_bad[index]
         sampler = getattr(self, "_sampler", None)
         epoch = sampler.epoch if sampler is not None else self.epoch
-        _, why = self._try_load(index, epoch, 0)
+        _, why, _ = self._try_load(index, epoch, 0)
         return why or "unreadable (not reproducible: the sample loads now)"
+
+    def warning(self, index: int) -> str:
+        """Why sample ``index`` was flagged ``ok = 2`` (re-opens the video if this process has not seen it)."""
+        index = int(index)
+        if index in self._local_warn:
+            return self._local_warn[index]
+        try:
+            with self._open(index) as src:
+                return "; ".join(src.warnings) or "partly decodable (not reproducible: the video verifies now)"
+        except DecodeError as exc:
+            return exc.reason
 
     def collect(self, index, ok) -> list[tuple[str, str]]:
         """Record the bad rows of a batch (``index``/``ok`` as returned by the loader: tensors, arrays or lists).
@@ -205,41 +243,28 @@ def _to_numpy(x) -> np.ndarray:
     return np.asarray(x, dtype=np.int64)
 
 
-_CLASS = None
-
-
-def _dataset_class():
-    """Build ``TSNDataset`` as a subclass of ``paddle.io.Dataset`` on first use (paddle is imported lazily)."""
-    global _CLASS
-    if _CLASS is None:
-        from tsn_cli.engine.device import import_paddle
-
-        paddle = import_paddle()
-        _CLASS = type(
-            "TSNDataset",
-            (_TSNDatasetBase, paddle.io.Dataset),
-            {"__module__": __name__, "__qualname__": "TSNDataset", "__doc__": _TSNDatasetBase.__doc__},
-        )
-    return _CLASS
-
-
-def __getattr__(name):
-    """Module attribute ``TSNDataset`` resolves to the paddle.io.Dataset subclass (built lazily)."""
-    if name == "TSNDataset":
-        return _dataset_class()
-    raise AttributeError(name)
-
-
 # ------------------------------------------------------------------------------------------- loader
 class EpochBatchSampler:
     """Batches of ``(epoch + 1) * n + index`` keys: shuffled with ``default_rng([seed, epoch])`` when ``shuffle``,
     sharded across ``world`` ranks (padded by repeating, as Paddle's DistributedBatchSampler) when distributed.
 
-    The epoch advances by one each time the sampler is iterated; `set_epoch` overrides it.
+    The epoch advances by one each time the sampler is iterated; `set_epoch` overrides it and can skip the
+    epoch's first batches (a mid-epoch resume). With ``weights`` (one per sample, e.g. 1/class frequency for
+    ``train.class_balance: sampler``) an epoch is ``n`` indices drawn with replacement in proportion to them, from
+    the same ``default_rng([seed, epoch])``: deterministic, so the resume skip and the sharding work unchanged.
     """
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, drop_last: bool, seed: int = 0,
-                 rank: int = 0, world: int = 1):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        weights: Optional[np.ndarray] = None,
+    ):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.n = int(n)
@@ -249,33 +274,45 @@ class EpochBatchSampler:
         self.seed = int(seed)
         self.rank = int(rank)
         self.world = max(1, int(world))
+        self.p = None
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64)
+            if w.shape != (self.n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+                raise ValueError(f"sampling weights must be {self.n} finite values >= 0, not all 0")
+            self.p = w / w.sum()
         self.epoch = 0
         self._next_epoch = 0
+        self._skip = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Use ``epoch`` for the next iteration (shuffle order and augmentation)."""
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Use ``epoch`` for the next iteration (shuffle order and augmentation), leaving out its first ``skip``
+        batches: they are skipped as index lists, so a resumed epoch never decodes the batches already done."""
         self._next_epoch = int(epoch)
+        self._skip = int(skip)
 
     def _indices(self, epoch: int) -> np.ndarray:
         idx = np.arange(self.n, dtype=np.int64)
-        if self.shuffle:
-            idx = np.random.default_rng([self.seed & 0xFFFFFFFF, epoch]).permutation(self.n)
+        rng = np.random.default_rng([self.seed & 0xFFFFFFFF, epoch])
+        if self.p is not None:
+            idx = rng.choice(self.n, size=self.n, replace=True, p=self.p).astype(np.int64)
+        elif self.shuffle:
+            idx = rng.permutation(self.n)
         if self.world > 1:
             per_rank = math.ceil(self.n / self.world)
             total = per_rank * self.world
             if total > self.n:
                 idx = np.concatenate([idx, idx[: total - self.n]])
-            idx = idx[self.rank:total:self.world]
+            idx = idx[self.rank : total : self.world]
         return idx
 
     def __iter__(self):
-        epoch = self._next_epoch
+        epoch, skip = self._next_epoch, self._skip
         self.epoch = epoch
-        self._next_epoch = epoch + 1
+        self._next_epoch, self._skip = epoch + 1, 0
         keys = self._indices(epoch) + (epoch + 1) * self.n
         bs = self.batch_size
-        for start in range(0, len(keys), bs):
-            batch = keys[start:start + bs]
+        for start in range(skip * bs, len(keys), bs):
+            batch = keys[start : start + bs]
             if len(batch) < bs and self.drop_last:
                 break
             yield batch.tolist()
@@ -297,28 +334,42 @@ def _worker_init(seed: int):
     return init
 
 
-def build_loader(dataset, batch_size: int, shuffle: bool, workers: int, seed: int = 0, drop_last: bool = False,
-                 distributed: bool = False, prefetch_factor: int = 2, timeout: int = 5):
+def build_loader(
+    dataset,
+    batch_size: int,
+    shuffle: bool,
+    workers: int,
+    seed: int = 0,
+    drop_last: bool = False,
+    distributed: bool = False,
+    prefetch_factor: int = 2,
+    timeout: int = 5,
+    weights=None,
+):
     """A ``paddle.io.DataLoader`` over ``dataset`` with reproducible, epoch-aware batches.
 
     Batches are ``[clip [N,V,3,t,t] float32, label [N] int64, index [N] int64, ok [N] int64]`` (paddle tensors).
     ``loader.set_epoch(e)`` selects the epoch of the next pass (it also advances by itself on each pass).
     With workers, ``timeout`` is how often (seconds) Paddle checks its workers while waiting for a batch: a
     worker that died is reported after at most that long (as a `DataError`). Paddle keeps waiting after a
-    timeout while its workers are alive, so this must stay short (a long value only delays that report). With ``distributed`` the data is sharded by ``paddle.distributed`` rank; the last batch may repeat samples
-    (use ``index`` to de-duplicate in eval).
+    timeout while its workers are alive, so this must stay short (a long value only delays that report). With \
+``distributed`` the data is sharded by ``paddle.distributed`` rank; the last batch may repeat samples
+    (use ``index`` to de-duplicate in eval). ``weights`` (per sample) draws each epoch with replacement in
+    proportion to them (see `EpochBatchSampler`).
     """
-    from tsn_cli.engine.device import import_paddle
-
-    paddle = import_paddle()
     rank, world = 0, 1
     if distributed:
         rank = int(paddle.distributed.get_rank())
         world = int(paddle.distributed.get_world_size())
-    sampler = EpochBatchSampler(len(dataset), batch_size, shuffle, drop_last, seed, rank, world)
+    sampler = EpochBatchSampler(len(dataset), batch_size, shuffle, drop_last, seed, rank, world, weights)
     workers = max(0, int(workers))
-    kwargs = dict(batch_sampler=sampler, num_workers=workers, return_list=True, use_shared_memory=workers > 0,
-                  timeout=int(timeout) if workers > 0 else 0)
+    kwargs = dict(
+        batch_sampler=sampler,
+        num_workers=workers,
+        return_list=True,
+        use_shared_memory=workers > 0,
+        timeout=int(timeout) if workers > 0 else 0,
+    )
     if workers > 0:
         kwargs.update(worker_init_fn=_worker_init(seed), prefetch_factor=int(prefetch_factor), persistent_workers=False)
     inner = paddle.io.DataLoader(dataset, **kwargs) if workers > 0 else None
@@ -337,28 +388,17 @@ class SafeLoader:
       holds the worker's whole traceback) or a worker that died (killed by the OOM killer, ``os._exit``)
       becomes a `DataError` naming the cause.
 
-    ``batch_sampler`` may be replaced (the trainer wraps it to skip batches on resume).
+    ``loader.set_epoch(epoch, skip=n)`` is its `EpochBatchSampler`'s (``loader.epoch_sampler``).
     """
 
     def __init__(self, dataset, sampler, inner=None):
         self.dataset = dataset
         self._inner = inner
-        self._batch_sampler = sampler
         self.epoch_sampler = sampler
         self.set_epoch = sampler.set_epoch
 
-    @property
-    def batch_sampler(self):
-        return self._batch_sampler
-
-    @batch_sampler.setter
-    def batch_sampler(self, value) -> None:
-        self._batch_sampler = value
-        if self._inner is not None:
-            self._inner.batch_sampler = value
-
     def __len__(self) -> int:
-        return len(self._batch_sampler)
+        return len(self.epoch_sampler)
 
     def __iter__(self):
         if self._inner is None:
@@ -392,10 +432,7 @@ class SafeLoader:
             threading.excepthook = previous
 
     def _iter_sync(self):
-        from tsn_cli.engine.device import import_paddle
-
-        paddle = import_paddle()
-        for keys in self._batch_sampler:
+        for keys in self.epoch_sampler:
             items = [self.dataset[k] for k in keys]
             yield [paddle.to_tensor(np.stack([np.asarray(it[f]) for it in items])) for f in range(len(items[0]))]
 
@@ -413,16 +450,17 @@ def _loader_failure(exc: BaseException) -> str:
         m = __import__("re").search(r"pid (\d+)\) exited unexpectedly with code (-?\d+)", msg)
         if m:
             detail = f" (pid {m.group(1)}, exit code {m.group(2)})"
-        return ("a data-loading worker process died (out of memory? try fewer --workers or a smaller "
-                "--batch-size)" + detail)
+        return (
+            "a data-loading worker process died (out of memory? try fewer --workers or a smaller --batch-size)" + detail
+        )
     if "timeout" in msg.lower() or "timed out" in msg.lower():
         return "a data-loading worker did not deliver a batch in time (hung decoder?): " + _last_line(exc)[:200]
     return f"data loading failed: {type(exc).__name__}: {_last_line(exc)[:200]}"
 
 
-def set_epoch(loader, epoch: int) -> None:
+def set_epoch(loader, epoch: int, skip: int = 0) -> None:
     """Select the epoch of the loader's next pass (same as ``loader.set_epoch``)."""
-    loader.epoch_sampler.set_epoch(epoch)
+    loader.epoch_sampler.set_epoch(epoch, skip)
 
 
 __all__ = ["TSNDataset", "EpochBatchSampler", "SafeLoader", "build_loader", "set_epoch", "MAX_REPLACEMENT_TRIES"]

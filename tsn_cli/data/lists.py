@@ -12,7 +12,8 @@ Differences from PaddleVideo, all in the direction of accepting more and failing
 * CRLF line endings, a UTF-8 BOM, blank lines and ``#`` comment lines are accepted.
 * A bad line (wrong number of fields, a non-integer or negative label, ``label >= num_classes``, a bad
   frame count) does not stop the run: it is reported as ``FILE:LINE: reason`` in ``bad_lines``. A list
-  with no usable line at all (or a missing/empty list) raises `DataError`.
+  with no usable line at all (or a missing/empty list) raises `DataError`. With ``strict_labels`` (eval) a
+  label >= num_classes raises `DataError` naming the line: such a list belongs to another dataset.
 * Relative paths resolve against ``data_root`` when given; otherwise against the list's own folder, with
   the current directory as a fallback (PaddleVideo resolves against the CWD) -- the base is chosen once per
   list from the first relative lines, so a list is never resolved half one way and half another.
@@ -24,6 +25,7 @@ removed) and undecodable bytes are shown escaped.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -74,10 +76,10 @@ def _read_lines(list_file: Path) -> list[str]:
         raise DataError(f"{show(list_file)}: list file not found")
     if list_file.is_dir():
         raise DataError(f"{show(list_file)}: is a folder, expected a list file")
-    try:
-        raw = list_file.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{show(list_file)}: cannot read list file ({exc.strerror or exc})") from exc
+    from tsn_cli.fsutil import MAX_LIST_BYTES, read_regular_file
+
+    # a regular file within a size cap: a FIFO would hang the read, /dev/zero fill memory
+    raw = read_regular_file(list_file, MAX_LIST_BYTES, "list file", DataError, shown=show(list_file))
     if b"\x00" in raw[:4096]:
         raise DataError(f"{show(list_file)}: not a text list file (binary content)")
     # surrogateescape keeps non-UTF-8 file names byte-exact for os calls.
@@ -112,12 +114,14 @@ def read_list(
     data_root=None,
     video_suffix: str = "",
     num_classes: int | None = None,
+    strict_labels: bool = False,
 ) -> ListReadResult:
     """Parse a PaddleVideo list file into `VideoRecord`s.
 
     ``fmt`` is ``"video"`` (``path label``) or ``"frames"`` (``frame_dir num_frames label``).
     ``video_suffix`` is appended to video paths (UCF101 lists carry no ``.avi``). Labels ``>= num_classes``
-    (when given) are bad lines. Raises `DataError` when the list is missing, empty or has no usable line.
+    (when given) are bad lines, or with ``strict_labels`` a `DataError` naming the first of them. Raises
+    `DataError` when the list is missing, empty or has no usable line.
     """
     if fmt not in FORMATS:
         raise DataError(f"unknown list format {fmt!r} (allowed: video, frames)")
@@ -131,6 +135,7 @@ def read_list(
     bad: list[str] = []
     content_lines = 0
     three_int_tail = 0  # video-format lines that look like frames-format lines
+    out_of_range: list[str] = []  # "FILE:LINE: label L" of labels >= num_classes
     for lineno, line in enumerate(lines, start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
@@ -152,6 +157,7 @@ def read_list(
             continue
         if num_classes is not None and label >= num_classes:
             bad.append(f"{name}:{lineno}: label {label} >= num_classes {num_classes}")
+            out_of_range.append(f"{name}:{lineno}: label {label}")
             continue
         nframes = None
         if fmt == "frames":
@@ -170,6 +176,12 @@ def read_list(
 
     if content_lines == 0:
         raise DataError(f"{name}: list is empty")
+    if strict_labels and out_of_range:
+        more = f" (and {len(out_of_range) - 1} more line(s))" if len(out_of_range) > 1 else ""
+        raise DataError(
+            f"{out_of_range[0]} >= num_classes {num_classes} of the model{more}: is this another dataset's list? "
+            "(--list picks the list; the model's classes come from its config)"
+        )
     if fmt == "video" and parsed and three_int_tail == len(parsed):
         raise DataError(
             f"{name}: every line looks like 'frame_dir num_frames label' -- this is a frames list; "
@@ -231,21 +243,42 @@ def read_label_names(path) -> list[str]:
                 raise DataError(f"{show(path)}:{lineno}: class id {cid} repeats line {seen[cid]}")
             seen[cid] = lineno
         missing = sorted(set(range(ids[0], ids[0] + n)) - set(ids))[:1]
-        raise DataError(f"{show(path)}: class ids must be 0..N-1 (or 1..N); id {missing[0] if missing else ids[0]} is missing")
+        raise DataError(
+            f"{show(path)}: class ids must be 0..N-1 (or 1..N); id {missing[0] if missing else ids[0]} is missing"
+        )
     names = [""] * n
     for cid, label_name, _ in pairs:
         names[cid - offset] = label_name
     return names
 
 
+# Everything str.splitlines() (the reader) breaks a line at, and every other C0/C1 control character.
+_UNSAFE_IN_FIELD = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def unsafe_name(text) -> str | None:
+    """Why `text` cannot be a field of a list line (a line break or other control character that would split the
+    line or reach a terminal), or None when it can."""
+    m = _UNSAFE_IN_FIELD.search(str(text))
+    return None if m is None else f"holds control character {ord(m.group()):#04x} (a list line cannot carry it)"
+
+
 def write_list(path, rows: Iterable[Sequence]) -> int:
     """Write a list file atomically: one line per row, fields joined by one space, '\\n' endings.
 
     A row is ``(path, label)`` for a video list or ``(frame_dir, num_frames, label)`` for a frames list.
-    Returns the number of lines written.
+    Returns the number of lines written. A field with a line break or another control character (which would
+    split the line: whoever names files could add list lines) raises `DataError` and nothing is written;
+    callers leave such names out and report them first (`unsafe_name`).
     """
     from tsn_cli.fsutil import atomic_write_bytes
 
+    rows = [tuple(row) for row in rows]
+    for i, row in enumerate(rows, start=1):
+        for f in row:
+            why = unsafe_name(f)
+            if why:
+                raise DataError(f"{show(path)}: refusing to write line {i}: {show(f)!r} {why}")
     lines = [" ".join(str(f) for f in row) for row in rows]
     # surrogateescape round-trips non-UTF-8 names read by read_list.
     atomic_write_bytes(path, "".join(ln + "\n" for ln in lines).encode("utf-8", "surrogateescape"))

@@ -34,9 +34,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-DEFAULT_SCALES = (1.0, 0.875, 0.75, 0.66)
+from tsn_cli.constants import CROP_SCALES, IMAGENET_MEAN, IMAGENET_STD
 
 
 def _check_frames(frames: np.ndarray) -> None:
@@ -99,7 +97,7 @@ def multi_scale_crop_candidates(
     width: int,
     height: int,
     target_size: int = 224,
-    scales: Sequence[float] = DEFAULT_SCALES,
+    scales: Sequence[float] = CROP_SCALES,
     max_distort: int = 1,
 ) -> tuple[list[tuple[int, int]], list]:
     """All choices `multi_scale_crop` draws from for a ``width x height`` frame.
@@ -127,7 +125,7 @@ def multi_scale_crop_box(
     height: int,
     rng: np.random.Generator,
     target_size: int = 224,
-    scales: Sequence[float] = DEFAULT_SCALES,
+    scales: Sequence[float] = CROP_SCALES,
     max_distort: int = 1,
 ) -> tuple[float, float, float, float]:
     """Draw one MultiScaleCrop box ``(x0, y0, x1, y1)`` (floats, before PIL rounding) for a clip."""
@@ -142,7 +140,7 @@ def multi_scale_crop(
     frames: np.ndarray,
     rng: np.random.Generator,
     target_size: int = 224,
-    scales: Sequence[float] = DEFAULT_SCALES,
+    scales: Sequence[float] = CROP_SCALES,
     max_distort: int = 1,
 ) -> np.ndarray:
     """PaddleVideo ``MultiScaleCrop`` (TSN settings): one random box for all frames, resized to the target."""
@@ -244,7 +242,9 @@ def _lut(mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     return lut
 
 
-def normalize(frames: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
+def normalize(
+    frames: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> np.ndarray:
     """uint8 ``[T, H, W, 3]`` -> float32 ``[T, 3, H, W]`` = ``(x / 255 - mean) / std`` per channel."""
     _check_frames(frames)
     lut = _lut(mean, std)
@@ -268,7 +268,7 @@ class TrainTransform:
         self,
         short_side: int = 256,
         target_size: int = 224,
-        scales: Sequence[float] = DEFAULT_SCALES,
+        scales: Sequence[float] = CROP_SCALES,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         flip_prob: float = 0.5,
@@ -385,15 +385,15 @@ def build_test_views(
     plain: dict[tuple, np.ndarray] = {}  # box -> its unflipped output block, the cheapest flip source
     for k, (box, flipped) in enumerate(views):
         x0, y0, x1, y1 = box
-        dst = out[k * t_len:(k + 1) * t_len]
+        dst = out[k * t_len : (k + 1) * t_len]
         if flipped:
             src = plain.get(box)
             if src is None:
-                src = norm[:, :, y0 - uy0:y1 - uy0, x0 - ux0:x1 - ux0]
+                src = norm[:, :, y0 - uy0 : y1 - uy0, x0 - ux0 : x1 - ux0]
             for i in range(t_len):
                 for c in range(3):
                     cv2.flip(np.ascontiguousarray(src[i, c]), 1, dst=dst[i, c])
         else:
-            dst[...] = norm[:, :, y0 - uy0:y1 - uy0, x0 - ux0:x1 - ux0]
+            dst[...] = norm[:, :, y0 - uy0 : y1 - uy0, x0 - ux0 : x1 - ux0]
             plain[box] = dst
     return out

@@ -32,18 +32,16 @@ def read_metrics(path: str | Path) -> list[dict]:
     return [rows[k] for k in sorted(rows)]
 
 
-def write_curves(rows: list[dict], target: str | Path) -> Path | None:
-    """Draw loss / top-1 / LR against the epoch into `target` (PNG); None when there is nothing to draw."""
-    if not rows:
-        return None
+def curves_figure(rows: list[dict]):
+    """A matplotlib Figure with loss / top-1 / LR against the epoch (whole epochs on the x axis)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg", force=True)
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError as exc:
         raise TsnError(f"matplotlib is not available ({exc})") from None
-    from tsn_cli.fsutil import atomic_path
 
     ep = [r["epoch"] for r in rows]
     fig = Figure(figsize=(11, 3.2), dpi=100)
@@ -63,8 +61,19 @@ def write_curves(rows: list[dict], target: str | Path) -> Path | None:
     ax_lr.set_title("learning rate")
     for ax in (ax_loss, ax_acc, ax_lr):
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.25, 1.5 ticks
         ax.grid(alpha=0.3)
     fig.tight_layout()
+    return fig
+
+
+def write_curves(rows: list[dict], target: str | Path) -> Path | None:
+    """Draw `curves_figure` into `target` (PNG); None when there is nothing to draw."""
+    if not rows:
+        return None
+    from tsn_cli.fsutil import atomic_path
+
+    fig = curves_figure(rows)
     target = Path(target)
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png")

@@ -13,6 +13,7 @@ shard by repeating samples), so the numbers equal a single-process run.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -30,7 +31,7 @@ def clip_logits(model, clips, crops: int, max_frames: int = 64, average: str = "
     of per-view logits (`average='logits'`, PaddleVideo's way: the FC of the mean feature) or the mean of the
     per-crop softmax scores (`average='scores'`; a crop's score is its T-segment TSN prediction).
     """
-    from tsn_cli.engine.device import import_paddle
+    from tsn_cli.runtime import import_paddle
 
     paddle = import_paddle()
     n, frames = int(clips.shape[0]), int(clips.shape[1])
@@ -52,17 +53,23 @@ def clip_logits(model, clips, crops: int, max_frames: int = 64, average: str = "
 
 @dataclass
 class EvalResult:
-    """Everything `tsn eval` reports: scores of the readable videos (in list order) and the unreadable ones."""
+    """Everything `tsn eval` reports: scores of the readable videos (in list order), the unreadable ones and the
+    scored ones that decode only partly (`warnings`)."""
 
     scores: np.ndarray  # [num_scored, C] (logits or mean softmax, see `average`)
     labels: np.ndarray  # [num_scored]
     paths: list[str]
     class_names: list[str]
     unreadable: list[dict] = field(default_factory=list)  # {"path", "reason", "line"}
+    warnings: list[dict] = field(default_factory=list)  # partly decodable, scored: {"path", "warning", "line"}
     average: str = "logits"
     indices: Optional[np.ndarray] = None  # list positions of the scored videos
     is_main: bool = True  # False on non-zero ranks of a distributed run (they print nothing)
     protocol: dict = field(default_factory=dict)
+    list_file: str = ""  # the list that was scored
+    # what scored it: {"model": export folder or None, "weights": checkpoint or None, "backend", "precision"}
+    source: dict = field(default_factory=dict)
+    speed: dict = field(default_factory=dict)  # eval --model: {"inference_frames_per_s"} (not in the summary)
 
     @property
     def num_videos(self) -> int:
@@ -74,33 +81,70 @@ class EvalResult:
         """Top-1 class per scored video."""
         return self.scores.argmax(axis=1) if len(self.labels) else np.zeros(0, np.int64)
 
+    @property
+    def top1(self) -> Optional[float]:
+        """Top-1 accuracy over the scored videos (None when none was scored)."""
+        return M.topk_accuracy(self.scores, self.labels, 1) if self.num_videos else None
+
+    @property
+    def top5(self) -> Optional[float]:
+        """Top-5 accuracy over the scored videos (None when none was scored)."""
+        return M.topk_accuracy(self.scores, self.labels, 5) if self.num_videos else None
+
+    @property
+    def mean_class_accuracy(self) -> Optional[float]:
+        """Mean of the per-class accuracies (None when no video was scored)."""
+        return M.mean_class_accuracy(self.confusion()) if self.num_videos else None
+
     def confusion(self) -> np.ndarray:
         """Confusion matrix [true, predicted] over all classes."""
         return M.confusion_matrix(self.labels, self.predictions, len(self.class_names))
 
     def summary(self) -> dict:
-        """The JSON document of `tsn eval --json`: top1, top5, mean_class_accuracy, num_videos, per_class,
-        unreadable (+ protocol). Per-class accuracy is null for classes without videos."""
+        """The JSON document of `tsn eval --json`: list, model, weights, backend, precision, top1, top5,
+        mean_class_accuracy, num_videos, per_class, unreadable, warnings (+ protocol). `model` (an export folder)
+        or `weights` (a checkpoint, backend "dygraph") is null. Per-class accuracy is null for classes without
+        videos; the metrics are null when no video was scored."""
         cm = self.confusion()
         acc = M.per_class_accuracy(cm)
+        scored = self.num_videos > 0
         return {
-            "top1": M.topk_accuracy(self.scores, self.labels, 1),
-            "top5": M.topk_accuracy(self.scores, self.labels, 5),
-            "mean_class_accuracy": M.mean_class_accuracy(cm),
+            "list": self.list_file,
+            "model": self.source.get("model"),
+            "weights": self.source.get("weights"),
+            "backend": self.source.get("backend", "dygraph"),
+            "precision": self.source.get("precision", "fp32"),
+            "top1": self.top1,
+            "top5": self.top5,
+            "mean_class_accuracy": M.mean_class_accuracy(cm) if scored else None,
             "num_videos": self.num_videos,
             "per_class": [
-                {"class_id": i, "label": self.class_names[i], "accuracy": None if np.isnan(a) else float(a), "count": int(cm[i].sum())}
+                {
+                    "class_id": i,
+                    "label": self.class_names[i],
+                    "accuracy": None if np.isnan(a) else float(a),
+                    "count": int(cm[i].sum()),
+                }
                 for i, a in enumerate(acc)
             ],
             "unreadable": list(self.unreadable),
+            "warnings": list(self.warnings),
             "protocol": dict(self.protocol),
         }
 
 
-def score_loader(model, loader, crops: int, max_frames: int, average: str, num_classes: int,
-                 on_batch: Optional[Callable[[int], None]] = None):
-    """Run a test loader; returns (scores [M, C], labels, indices, ok) numpy arrays over every sample yielded
-    (unreadable rows included, flagged ok=False; their scores are meaningless)."""
+def score_loader(
+    model,
+    loader,
+    crops: int,
+    max_frames: int,
+    average: str,
+    num_classes: int,
+    on_batch: Optional[Callable[[int], None]] = None,
+):
+    """Run a test loader; returns (scores [M, C], labels, indices, ok) numpy arrays over every sample yielded.
+    `ok` is the dataset's flag: 0 unreadable (its scores are meaningless), 1 read, 2 read from a partly
+    decodable video."""
     model.eval()
     all_scores, all_labels, all_idx, all_ok = [], [], [], []
     for batch in loader:
@@ -112,9 +156,43 @@ def score_loader(model, loader, crops: int, max_frames: int, average: str, num_c
         if on_batch:
             on_batch(int(clips.shape[0]))
     if not all_scores:
-        return np.zeros((0, num_classes), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
-    return (np.concatenate(all_scores).astype(np.float32), np.concatenate(all_labels).astype(np.int64),
-            np.concatenate(all_idx).astype(np.int64), np.concatenate(all_ok).astype(bool))
+        empty = np.zeros(0, np.int64)
+        return np.zeros((0, num_classes), np.float32), empty, empty, empty
+    return (
+        np.concatenate(all_scores).astype(np.float32),
+        np.concatenate(all_labels).astype(np.int64),
+        np.concatenate(all_idx).astype(np.int64),
+        np.concatenate(all_ok).astype(np.int64),
+    )
+
+
+def validate(model, cfg, records) -> tuple[dict, list[str]]:
+    """Validation during training: 1 view, centre crop, the config's seg_num. Returns the epoch row's top-1/top-5
+    over the readable videos of `records` (``val_unreadable`` counts the others) and the unreadable paths."""
+    from tsn_cli.data.dataset import build_loader
+    from tsn_cli.engine import build
+
+    ds = build.eval_dataset(cfg, records, seg_num=cfg.model.seg_num, crops=1)
+    loader = build_loader(
+        ds,
+        batch_size=cfg.eval.batch_size,
+        shuffle=False,
+        workers=cfg.runtime.workers,
+        seed=cfg.runtime.seed,
+        drop_last=False,
+    )
+    scores, labels, idx, ok = score_loader(
+        model, loader, 1, cfg.eval.max_views_per_batch, "logits", num_classes=cfg.model.num_classes
+    )
+    read = ok > 0  # 0 unreadable; 1 and 2 (partly decodable, scored from what decodes) count
+    unreadable = [records[int(i)].path for i in idx[~read]]
+    scores, labels = scores[read], labels[read]
+    return {
+        "val_top1": M.topk_accuracy(scores, labels, 1),
+        "val_top5": M.topk_accuracy(scores, labels, 5),
+        "val_videos": int(len(labels)),
+        "val_unreadable": int((~read).sum()),
+    }, unreadable
 
 
 def gather_shards(scores, labels, idx, ok, world: int):
@@ -124,7 +202,7 @@ def gather_shards(scores, labels, idx, ok, world: int):
     are dropped here, so the result equals a single-process run.
     """
     if world > 1:
-        from tsn_cli.engine.device import import_paddle
+        from tsn_cli.runtime import import_paddle
 
         paddle = import_paddle()
         parts: list = []
@@ -152,20 +230,24 @@ def evaluate(
 ) -> EvalResult:
     """Evaluate `weights` on a list (default: `data.test_list`, else `data.val_list`) with test-time views.
 
+    A label outside the model's classes is a `DataError` naming the line (the list is another dataset's).
+
     Protocol: `seg_num` segments (default `eval.seg_num`, else the model's `seg_num`) x `crops` (1 CenterCrop,
     3 ThreeCrop, 10 TenCrop) at `augment.target_size`; views combined by `average` ('logits' | 'scores').
     Unreadable videos are not scored and not replaced: they come back in `EvalResult.unreadable` with the reason.
+    Partly decodable (truncated) videos are scored from the frames that decode and listed in `EvalResult.warnings`.
     Under `paddle.distributed.launch` the list is sharded over the ranks and the results gathered (every rank
     returns the full result; `is_main` marks rank 0).
     """
-    from tsn_cli.data.dataset import build_loader
     from tsn_cli.engine import build
-    from tsn_cli.engine.device import import_paddle, resolve_device
     from tsn_cli.model.checkpoint import load_weights
+    from tsn_cli.runtime import import_paddle, resolve_device
 
-    paddle = import_paddle(cfg.runtime.threads)
+    paddle = import_paddle(cfg.runtime.threads)  # before any module that imports paddle: it sets the threads
+    from tsn_cli.data.dataset import build_loader
+
     resolve_device(cfg.runtime.device)
-    from tsn_cli.engine.device import dist_info
+    from tsn_cli.runtime import dist_info
 
     world, rank = dist_info()
     if world > 1:
@@ -173,7 +255,7 @@ def evaluate(
         world, rank = int(paddle.distributed.get_world_size()), int(paddle.distributed.get_rank())
     say = on_message if (on_message and rank == 0) else (lambda msg: None)
     crops = crops or cfg.eval.crops
-    seg_num = seg_num or cfg.eval.seg_num or cfg.model.seg_num
+    seg_num = seg_num or cfg.test_seg_num
     average = average or cfg.eval.average
     if average not in ("logits", "scores"):
         from tsn_cli.errors import ConfigError
@@ -181,11 +263,11 @@ def evaluate(
         raise ConfigError(f"--average: must be 'logits' or 'scores', got {average!r}")
     max_frames = max_views_per_batch or cfg.eval.max_views_per_batch
     list_file = list_file or cfg.data.test_list or cfg.data.val_list
-    read = build.read_records(cfg, list_file, "--list / data.test_list")
+    read = build.read_records(cfg, list_file, "data.test_list", strict_labels=True)
     for msg in read.bad_lines:
         say(f"skipped {msg}")
     model = build.build_model(cfg)
-    report = load_weights(model, weights, part="full")
+    report = load_weights(model, weights, part="full", strict=True)
     say(f"weights {weights}: {report.summary()}")
     model.eval()
     ds = build.eval_dataset(cfg, read.records, seg_num=seg_num, crops=crops)
@@ -193,29 +275,51 @@ def evaluate(
     # A loader batch holds batch_size x views frames (150 MB per video at 25x10x224): keep it near the backbone
     # chunk so 250-view tests do not pile up gigabytes of input; results do not depend on the batch size.
     batch_size = max(1, min(cfg.eval.batch_size, max(1, max_frames // views)))
-    loader = build_loader(ds, batch_size=batch_size, shuffle=False, workers=cfg.runtime.workers, seed=cfg.runtime.seed,
-                          drop_last=False, distributed=world > 1)
+    loader = build_loader(
+        ds,
+        batch_size=batch_size,
+        shuffle=False,
+        workers=cfg.runtime.workers,
+        seed=cfg.runtime.seed,
+        drop_last=False,
+        distributed=world > 1,
+    )
     if on_start and rank == 0:
         on_start(len(ds.records) if world == 1 else -(-len(ds.records) // world))
-    scores, labels, idx, ok = score_loader(model, loader, crops, max_frames, average, cfg.model.num_classes,
-                                           on_batch if rank == 0 else None)
-    scores, labels, idx, ok = gather_shards(scores, labels, idx, ok, world)
-    unreadable = []
-    for i in (idx[~ok].tolist() if rank == 0 else []):  # only rank 0 reports
+    scores, labels, idx, ok = score_loader(
+        model, loader, crops, max_frames, average, cfg.model.num_classes, on_batch if rank == 0 else None
+    )
+    scores, labels, idx, flags = gather_shards(scores, labels, idx, ok, world)
+    ok = flags > 0
+    unreadable, warnings = [], []
+    for i in idx[~ok].tolist() if rank == 0 else []:  # only rank 0 reports
         rec = read.records[int(i)]
         # dataset.reason repeats the same deterministic load in this process (workers only pass a flag back)
         unreadable.append({"path": rec.path, "reason": ds.reason(int(i)), "line": getattr(rec, "line", None)})
+    for i in idx[flags == 2].tolist() if rank == 0 else []:
+        rec = read.records[int(i)]
+        warnings.append({"path": rec.path, "warning": ds.warning(int(i)), "line": getattr(rec, "line", None)})
     return EvalResult(
         scores=scores[ok],
         labels=labels[ok].astype(np.int64),
         paths=[read.records[int(i)].path for i in idx[ok]],
         class_names=build.label_names(cfg),
         unreadable=unreadable,
+        warnings=warnings,
         average=average,
         indices=idx[ok],
         is_main=rank == 0,
-        protocol={"seg_num": seg_num, "crops": crops, "average": average, "target_size": cfg.augment.target_size,
-                  "short_side": cfg.augment.short_side, "max_views_per_batch": max_frames, "processes": world},
+        protocol={
+            "seg_num": seg_num,
+            "crops": crops,
+            "average": average,
+            "target_size": cfg.augment.target_size,
+            "short_side": cfg.augment.short_side,
+            "max_views_per_batch": max_frames,
+            "processes": world,
+        },
+        list_file=os.path.abspath(list_file),
+        source={"model": None, "weights": str(weights), "backend": "dygraph", "precision": "fp32"},
     )
 
 
@@ -224,7 +328,7 @@ def write_reports(result: EvalResult, out_dir: Path) -> list[Path]:
     import csv
     import io
 
-    from tsn_cli.fsutil import atomic_path, atomic_write_text
+    from tsn_cli.fsutil import atomic_write_text
     from tsn_cli.ui import plain
 
     out_dir = Path(out_dir)
@@ -243,30 +347,23 @@ def write_reports(result: EvalResult, out_dir: Path) -> list[Path]:
     w = csv.writer(buf)
     w.writerow(["path", "label", "prediction", "correct", "top5", "score"])
     k = min(5, probs.shape[1]) if len(probs) else 0
-    for path, label, p in zip(result.paths, result.labels, probs):
+    for path, label, p in zip(result.paths, result.labels, probs, strict=False):
         top = np.argsort(-p)[:k]
-        w.writerow([plain(path), names[int(label)], names[int(top[0])], int(top[0] == label), " ".join(names[int(t)] for t in top), f"{float(p[top[0]]):.6f}"])
+        w.writerow(
+            [
+                plain(path),
+                names[int(label)],
+                names[int(top[0])],
+                int(top[0] == label),
+                " ".join(names[int(t)] for t in top),
+                f"{float(p[top[0]]):.6f}",
+            ]
+        )
     atomic_write_text(out_dir / "predictions.csv", buf.getvalue())
 
-    import matplotlib
+    from tsn_cli.engine.confusion import write_confusion_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(names)
-    fig, ax = plt.subplots(figsize=(min(24, 3 + 0.35 * n), min(24, 3 + 0.35 * n)))
-    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    if n <= 40:
-        ax.set_xticks(range(n), names, rotation=90, fontsize=7)
-        ax.set_yticks(range(n), names, fontsize=7)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title("confusion matrix (row-normalised)")
-    fig.tight_layout()
-    with atomic_path(out_dir / "confusion_matrix.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    write_confusion_png(cm, names, out_dir / "confusion_matrix.png")
     return [out_dir / "confusion_matrix.csv", out_dir / "confusion_matrix.png", out_dir / "predictions.csv"]
 
 
@@ -279,6 +376,12 @@ def save_scores(result: EvalResult, path: Path) -> None:
     idx = result.indices if result.indices is not None else np.arange(result.num_videos)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, scores=result.scores.astype(np.float32), labels=result.labels.astype(np.int64),
-                     indices=np.asarray(idx, np.int64), paths=np.array(result.paths, dtype=str),
-                     class_names=np.array(result.class_names, dtype=str), average=np.array(result.average))
+            np.savez(
+                fh,
+                scores=result.scores.astype(np.float32),
+                labels=result.labels.astype(np.int64),
+                indices=np.asarray(idx, np.int64),
+                paths=np.array(result.paths, dtype=str),
+                class_names=np.array(result.class_names, dtype=str),
+                average=np.array(result.average),
+            )

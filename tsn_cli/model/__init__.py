@@ -1,2 +1,3 @@
-"""TSN model: ResNet backbones (resnet.py), the TSN network (tsn.py), safe checkpoint I/O (checkpoint.py) and
-the parameter/FLOPs report (flops.py). Nothing here imports paddle at import time."""
+"""TSN model. Paddle-free: the block plan, depth checks and checkpoint architecture (arch.py), the parameter/FLOPs
+report (flops.py) and safe checkpoint I/O (checkpoint.py). Importing paddle: the ResNet backbones (resnet.py) and
+the TSN network (tsn.py); import those only where a model is built, so ``tsn --help`` stays fast."""

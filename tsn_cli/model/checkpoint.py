@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from tsn_cli.config import preview
 from tsn_cli.errors import CheckpointError, TsnError, first_line
 
 NAME_TABLE_KEY = "StructuredToParameterName@@"
@@ -105,29 +106,59 @@ class _SafeUnpickler(pickle.Unpickler):
         raise _Refused("persistent id")
 
 
+MAX_EXPANDED_ITEMS = 1_000_000  # a real .pdparams/.pdopt holds a few thousand containers and arrays
+
+
+def _children(obj) -> list | None:
+    if isinstance(obj, dict):
+        return list(obj.values())
+    if isinstance(obj, (list, tuple)):
+        return list(obj)
+    return None
+
+
 def _check_objects(obj, where: str) -> None:
-    """Reject ndarrays whose dtype holds Python objects (refused at dtype creation too; belt and braces)."""
-    stack = [obj]
+    """Reject ndarrays whose dtype holds Python objects (refused at dtype creation too; belt and braces), and
+    structures that share containers so as to grow exponentially when walked as a tree (a list holding itself
+    twice, 80 levels deep, is 657 bytes) or that contain themselves. Each object is visited once (by id); the
+    size the structure would have as a tree is summed bottom-up, so this takes time linear in the file."""
+    size: dict[int, int] = {}  # id -> items in the subtree, counting shared parts each time they are reached
+    open_ids: set[int] = set()  # containers whose subtree is being walked (a cycle reaches one of them again)
+    stack: list[tuple[Any, bool]] = [(obj, False)]
     while stack:
-        cur = stack.pop()
-        if isinstance(cur, np.ndarray):
-            if cur.dtype.hasobject:
-                raise CheckpointError(f"{where}: refusing to load: it contains an object array")
-        elif isinstance(cur, dict):
-            stack.extend(cur.values())
-        elif isinstance(cur, (list, tuple)):
-            stack.extend(cur)
+        cur, done = stack.pop()
+        key = id(cur)
+        kids = _children(cur)
+        if done:
+            open_ids.discard(key)
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            if size[key] > MAX_EXPANDED_ITEMS:
+                raise CheckpointError(
+                    f"{where}: refusing to load: its nested structure reuses containers so "
+                    f"that it would expand to over {MAX_EXPANDED_ITEMS:,} items "
+                    "(corrupt or malicious file)"
+                )
+            continue
+        if key in size:
+            continue
+        if key in open_ids:
+            raise CheckpointError(f"{where}: refusing to load: a container holds itself (corrupt or malicious file)")
+        if isinstance(cur, np.ndarray) and cur.dtype.hasobject:
+            raise CheckpointError(f"{where}: refusing to load: it contains an object array")
+        if kids is None:
+            size[key] = 1
+            continue
+        open_ids.add(key)
+        stack.append((cur, True))
+        stack.extend((k, False) for k in kids if id(k) not in size)
 
 
 def _open_bytes(path: Path) -> bytes:
-    if not path.exists():
+    from tsn_cli.fsutil import MAX_WEIGHTS_BYTES, read_regular_file
+
+    if not path.exists() and not path.is_symlink():
         raise CheckpointError(f"{path}: no such file")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not a weights file")
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return read_regular_file(path, MAX_WEIGHTS_BYTES, "weights file", CheckpointError)
 
 
 def _unpickle(data: bytes, where: str):
@@ -173,7 +204,7 @@ def load_object(path: str | os.PathLike) -> Any:
     if _is_pickle(data):
         obj = _unpickle(data, str(path))
         if isinstance(obj, dict):
-            obj = _join_big_params(obj, str(path))
+            obj = _join_big_params(obj, str(path), len(data))
         return obj
     if _is_safetensors(data):
         return _load_safetensors_bytes(data, str(path))
@@ -182,18 +213,46 @@ def load_object(path: str | os.PathLike) -> Any:
     raise CheckpointError(f"{path}: not a checkpoint (neither a Paddle pickle nor safetensors)")
 
 
-def _join_big_params(obj: dict, where: str) -> dict:
-    """Undo paddle.save's protocol-2/3 splitting of >1 GiB arrays (``UnpackBigParamInfor@@``)."""
+def _join_big_params(obj: dict, where: str, file_size: int) -> dict:
+    """Undo paddle.save's protocol-2/3 splitting of >1 GiB arrays (``UnpackBigParamInfor@@``).
+
+    Every part must be an array read from the file and the declared shape must hold exactly the parts' values,
+    all checked before anything is joined: a crafted table (parts that are shared nested lists, a huge
+    ``OriginShape``) can then never make the join allocate more than the file holds."""
     info = obj.get(BIG_PARAM_KEY)
     if not isinstance(info, dict):
         return obj
     obj = dict(obj)
+    plan = []
+    total = 0
+    used: set[str] = set()
     try:
         for key, meta in info.items():
-            parts = [np.asarray(obj.pop(p)).reshape(-1) for p in meta["slices"]]
-            obj[key] = np.concatenate(parts).reshape(tuple(meta["OriginShape"]))
+            slices = [str(p) for p in meta["slices"]]
+            if used.intersection(slices) or len(set(slices)) != len(slices):
+                raise ValueError(f"{key}: a part is listed twice")
+            used.update(slices)
+            parts = [obj[p] for p in slices]
+            if not parts or not all(isinstance(a, np.ndarray) and a.dtype.kind in "biuf" for a in parts):
+                raise ValueError(f"{key}: a part is not a numeric array")
+            if len({a.dtype for a in parts}) != 1:
+                raise ValueError(f"{key}: parts of different dtypes")
+            shape = tuple(int(d) for d in meta["OriginShape"])
+            if any(d < 0 for d in shape):
+                raise ValueError(f"{key}: negative size in shape {preview(list(shape))}")
+            count = int(np.prod(shape, dtype=object))
+            nbytes = count * parts[0].dtype.itemsize
+            total += nbytes
+            if count != sum(a.size for a in parts) or total > file_size:
+                raise ValueError(
+                    f"{key}: shape {preview(list(shape))} does not match its parts "
+                    f"({sum(a.size for a in parts)} values in a {file_size}-byte file)"
+                )
+            plan.append((key, slices, shape))
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{where}: damaged split-parameter table ({first_line(exc)})") from None
+    for key, slices, shape in plan:
+        obj[key] = np.concatenate([obj.pop(p).reshape(-1) for p in slices]).reshape(shape)
     obj.pop(BIG_PARAM_KEY, None)
     return obj
 
@@ -221,14 +280,63 @@ def load_state(path: str | os.PathLike) -> dict[str, np.ndarray]:
     for key, value in obj.items():
         if key in (NAME_TABLE_KEY, BIG_PARAM_KEY) or not isinstance(key, str):
             continue
-        if (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str)
-                and isinstance(value[1], np.ndarray)):
+        if (
+            isinstance(value, tuple)
+            and len(value) == 2
+            and isinstance(value[0], str)
+            and isinstance(value[1], np.ndarray)
+        ):
             value = value[1]
         if isinstance(value, np.ndarray):
+            if value.dtype.kind in "fc" and not np.isfinite(value).all():
+                # NaN weights would predict class 0 with score nan: a diverged or damaged file, never usable
+                raise CheckpointError(
+                    f"{path}: tensor {preview(key, 100)} holds NaN or infinite values (a diverged "
+                    "or damaged checkpoint); use an earlier checkpoint"
+                )
             state[key] = value
     if not state:
         raise CheckpointError(f"{path}: not a weights file (it holds no tensors)")
     return state
+
+
+BEST_NAME = "TSN_best.pdparams"
+
+
+def resolve_weights(path: str | os.PathLike, flag: str = "--weights") -> tuple[Path, str | None]:
+    """The weights file a ``--weights`` value means, and a note to show when it is not the value itself.
+
+    A training output folder means its ``TSN_best.pdparams`` (the note says so); a ``.pdopt`` is optimizer state,
+    so the error names the ``.pdparams`` beside it. A missing path raises :class:`ConfigError` naming `flag`.
+    An ``http(s)://`` URL or a known name (:mod:`tsn_cli.model.hub`) means its verified file in the download cache.
+    """
+    from tsn_cli.errors import ConfigError
+    from tsn_cli.model.hub import fetch, remote_source
+
+    remote = remote_source(str(path))
+    if remote is not None:
+        got = fetch(remote)
+        return got.path, f"{flag} {path}: {'downloaded to' if got.downloaded else 'cached at'} {got.path}"
+    p = Path(path)
+    if p.is_dir():
+        best = p / BEST_NAME
+        if best.is_file():
+            return best, f"{flag} {p} is a folder: using its {BEST_NAME}"
+        if (p / "tsn.yaml").is_file():
+            raise ConfigError(f"{flag}: {p} is a `tsn export` folder; predict with --model {p}")
+        found = sorted(f.name for f in p.glob("*.pdparams"))
+        hint = f" (it has {', '.join(found[:3])}{', ...' if len(found) > 3 else ''}: give one of them)" if found else ""
+        raise ConfigError(f"{flag}: {p} is a folder without {BEST_NAME}{hint}")
+    if p.suffix == ".pdopt":
+        params = p.with_suffix(".pdparams")
+        there = "" if params.is_file() else " (not found beside it)"
+        raise ConfigError(f"{flag}: {p} is optimizer state (for --resume), not model weights; use {params}{there}")
+    if not p.is_file():
+        from tsn_cli.fsutil import special_kind
+
+        kind = special_kind(p)
+        raise ConfigError(f"{flag}: {p} is {kind}, not a weights file" if kind else f"{flag}: file not found: {p}")
+    return p, None
 
 
 # ----------------------------------------------------------------------------------------- writing
@@ -350,6 +458,33 @@ class LoadReport:
         parts.append(f"unexpected {len(self.unexpected)}" + (f" ({_few(self.unexpected)})" if self.unexpected else ""))
         return "; ".join(parts)
 
+    def finetune_note(self) -> str:
+        """One line for fine-tuning: what loaded, which model tensors keep their random init and why."""
+        what = "backbone tensors" if self.part == "backbone" else "tensors"
+        parts = [f"loaded {len(self.loaded)}/{self.total} {what}"]
+        left = [k for k, _, _ in self.skipped_shape] + self.missing
+        if left:
+            parts.append(f"left at random init: {_few(left, 2)} ({self._why_left()})")
+        if self.part == "backbone":
+            parts.append("the head starts from random init (a backbone file has none)")
+        if self.unexpected:
+            parts.append(f"ignored {len(self.unexpected)} file tensors the model lacks ({_few(self.unexpected, 2)})")
+        return "; ".join(parts)
+
+    def _why_left(self) -> str:
+        reasons = []
+        head = [(k, fs, ms) for k, fs, ms in self.skipped_shape if k.startswith("head.fc.")]
+        if head:
+            _, fs, ms = head[0]
+            reasons.append(f"the checkpoint has {fs[-1]} classes, the model {ms[-1]}: a new head is trained")
+        other = [item for item in self.skipped_shape if not item[0].startswith("head.fc.")]
+        if other:
+            k, fs, ms = other[0]
+            reasons.append(f"{len(other)} of other shape, e.g. {k} {list(fs)} vs {list(ms)}")
+        if self.missing:
+            reasons.append(f"{len(self.missing)} not in the file")
+        return "; ".join(reasons)
+
 
 def _few(keys: list[str], n: int = 3) -> str:
     return ", ".join(keys[:n]) + (f", +{len(keys) - n} more" if len(keys) > n else "")
@@ -358,7 +493,7 @@ def _few(keys: list[str], n: int = 3) -> str:
 def _strip_known_prefixes(key: str) -> str:
     for prefix in ("model.", "module."):  # wrappers some tools add (DataParallel etc.)
         if key.startswith(prefix):
-            return key[len(prefix):]
+            return key[len(prefix) :]
     return key
 
 
@@ -370,8 +505,9 @@ def _looks_backbone(key: str) -> bool:
     return bool(_BACKBONE_KEY.match(key))
 
 
-def match_state(model_shapes: dict[str, tuple], state: dict[str, np.ndarray], part: str = "full",
-                path: str = "") -> tuple[dict[str, np.ndarray], LoadReport]:
+def match_state(
+    model_shapes: dict[str, tuple], state: dict[str, np.ndarray], part: str = "full", path: str = ""
+) -> tuple[dict[str, np.ndarray], LoadReport]:
     """Pair file tensors with model keys (pure numpy; no paddle). Returns (values to set, report).
 
     ``part="backbone"``: only ``backbone.*`` model keys are targeted; the file may name them with or without the
@@ -389,7 +525,7 @@ def match_state(model_shapes: dict[str, tuple], state: dict[str, np.ndarray], pa
             continue
         candidates = [key]
         if key.startswith("backbone."):
-            bare = key[len("backbone."):]
+            bare = key[len("backbone.") :]
             candidates = [bare, key] if part == "backbone" else [key, bare]
         src = next((c for c in candidates if c in file_state), None)
         if src is None:
@@ -406,10 +542,60 @@ def match_state(model_shapes: dict[str, tuple], state: dict[str, np.ndarray], pa
     return values, report
 
 
-def load_weights(model, path: str | os.PathLike, part: str = "full", min_fraction: float = 0.5) -> LoadReport:
+STRICT_FIX = (
+    "use the settings the checkpoint was saved with (its config.yaml, or drop --depth/--num-classes), "
+    "or fine-tune it to new ones with `tsn train --weights`"
+)
+
+
+def strict_error(report: LoadReport, state: dict, model, path, fix: str | None) -> CheckpointError | None:
+    """The one-line error for a checkpoint that does not fill `model` exactly, or None when it does.
+
+    Names the first tensor that does not fit with both shapes (a class-count difference in words), what the
+    checkpoint is when its architecture differs from the model's, and the fix.
+    """
+    from tsn_cli.model.arch import infer_architecture
+
+    extra = [k for k in report.unexpected if _looks_backbone(k) or k.startswith("head.")]
+    n_bad = len(report.skipped_shape) + len(report.missing) + len(extra)
+    if n_bad == 0:
+        return None
+    if report.skipped_shape:
+        k, fs, ms = report.skipped_shape[0]
+        what = f"{k} is {list(fs)} in the checkpoint, {list(ms)} in the model"
+        if k.startswith("head.fc."):
+            what += f" (the checkpoint has {fs[-1]} classes, the model {ms[-1]})"
+    elif report.missing:
+        k = report.missing[0]
+        what = f"{k} is not in the checkpoint"
+        if all(m.startswith("head.") for m in report.missing):
+            what += " (a backbone-only file such as ImageNet weights? those go to `tsn train --pretrained`)"
+    else:
+        what = f"the checkpoint has {extra[0]}, which the model does not"
+    if n_bad > 1:
+        what += f" (+{n_bad - 1} more tensor{'s' if n_bad > 2 else ''} that do not fit)"
+    arch = infer_architecture(state)
+    m_depth, m_classes = getattr(model, "depth", None), getattr(model, "num_classes", None)
+    if arch.blocks and arch.depth != m_depth:  # another depth: say what the file is, not just one tensor
+        what += f"; the checkpoint is {arch.describe()}, the model ResNet-{m_depth}, {m_classes} classes"
+    return CheckpointError(f"{path}: {what}; {fix or STRICT_FIX}")
+
+
+def load_weights(
+    model,
+    path: str | os.PathLike,
+    part: str = "full",
+    min_fraction: float = 0.5,
+    strict: bool = False,
+    fix: str | None = None,
+) -> LoadReport:
     """Load a weights file into `model` (a TSN) and report what matched.
 
-    Shape-mismatched tensors (a 400-class FC into a 101-class model) are skipped and listed; missing tensors keep
+    ``strict=True`` (eval, export, predict): every model tensor must come from the file with its shape, and the
+    file must not hold backbone/head tensors the model lacks; otherwise :class:`CheckpointError` names the first
+    tensor that does not fit, both shapes and the fix (`fix`, or a default), and the model is left unchanged.
+    The lenient default is for fine-tuning (`tsn train --weights/--pretrained`):
+    shape-mismatched tensors (a 400-class FC into a 101-class model) are skipped and listed; missing tensors keep
     their initial values; extra file tensors are ignored. Raises :class:`CheckpointError` — and changes nothing
     in the model — when the file is unreadable/unsafe or is of another architecture: fewer than `min_fraction`
     of the targeted tensors (by count or by number of values) load, or more than 5% of the backbone's tensors
@@ -420,6 +606,10 @@ def load_weights(model, path: str | os.PathLike, part: str = "full", min_fractio
     model_state = model.state_dict()
     shapes = {k: tuple(int(s) for s in v.shape) for k, v in model_state.items()}
     values, report = match_state(shapes, state, part, str(path))
+    if strict:
+        err = strict_error(report, state, model, path, fix)
+        if err is not None:
+            raise err
     n_target = report.total
     size_target = sum(int(np.prod(shapes[k])) for k in shapes if part == "full" or k.startswith("backbone."))
     size_loaded = sum(int(np.prod(shapes[k])) for k in report.loaded)
@@ -468,3 +658,20 @@ def load_weights(model, path: str | os.PathLike, part: str = "full", min_fractio
             arr = arr.astype(want)
         target.set_value(arr)
     return report
+
+
+def differing_tensors(model, path: str | os.PathLike) -> list[str]:
+    """Model tensors whose values are not exactly the file's (after loading's dtype cast), or that the file lacks.
+
+    [] means the model holds the checkpoint's weights; `tsn export` checks this before it compares logits, so a
+    model with a freshly initialised head can never pass as the checkpoint.
+    """
+    model_state = model.state_dict()
+    shapes = {k: tuple(int(s) for s in v.shape) for k, v in model_state.items()}
+    values, report = match_state(shapes, load_state(path), "full", str(path))
+    bad = list(report.missing) + [k for k, _, _ in report.skipped_shape]
+    for key, arr in values.items():
+        have = np.asarray(model_state[key].numpy())
+        if not np.array_equal(have, np.asarray(arr).astype(have.dtype, copy=False)):
+            bad.append(key)
+    return bad

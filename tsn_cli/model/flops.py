@@ -10,7 +10,7 @@ figure).
 
 from __future__ import annotations
 
-from tsn_cli.model.resnet import block_plan, check_depth, feature_channels
+from tsn_cli.model.arch import block_plan, check_depth, feature_channels
 
 
 def _out(size: int, kernel: int, stride: int, pad: int) -> int:
@@ -31,8 +31,11 @@ def backbone_cost(depth: int, height: int, width: int | None = None) -> tuple[in
     h, w = _out(h, 3, 2, 1), _out(w, 3, 2, 1)  # max pool 3x3/2, padding 1
     for spec in block_plan(depth):
         if spec.bottleneck:
-            convs = [(spec.in_channels, spec.width, 1, 1), (spec.width, spec.width, 3, spec.stride),
-                     (spec.width, spec.out_channels, 1, 1)]
+            convs = [
+                (spec.in_channels, spec.width, 1, 1),
+                (spec.width, spec.width, 3, spec.stride),
+                (spec.width, spec.out_channels, 1, 1),
+            ]
         else:
             convs = [(spec.in_channels, spec.width, 3, spec.stride), (spec.width, spec.out_channels, 3, 1)]
         bh, bw = h, w

@@ -1,8 +1,11 @@
 """Dataset preparation: file lists (UCF101, Kinetics-400), frame extraction, list checking, demo data.
 
-Modules: `demo` (synthetic UCF101-layout dataset), `ucf101`, `k400` (list builders), `frames` (parallel,
-resumable decoding/extraction), `check` (checks any list file). This package module holds the small report
-types they share; it imports nothing heavy, so `tsn --help` stays fast.
+Modules: `demo` (synthetic UCF101-layout dataset), `ucf101`, `k400`, `folder`, `csvfile` (list builders), `runner`
+(what they share: their options, the parallel check/extraction of the videos, shards, list writing), `labelled`
+(lists of a class-labelled video set, for folder and csv), `split` (hash-based train/val/test assignment),
+`frames` (parallel, resumable decoding/extraction), `check` (checks any list file), `spec` (dataset.yaml, written
+here and read by `--data`). This package module holds the small report types they share; it imports nothing
+heavy, so `tsn --help` stays fast.
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ class PrepareReport:
     warnings: list[str] = field(default_factory=list)
     extraction: dict | None = None  # extracted / existing / frames / seconds / frames_per_s when --frames
     checks: str = "quick"  # "quick": opened + first frame decoded; "full": every frame decoded (--verify/--frames)
+    spec: str | None = None  # the dataset.yaml written (None in shard mode)
+    shard: str | None = None  # "I/N" when only shard I of N was extracted (no lists written)
+    other_files: int = 0  # files in the dataset folders that are not videos (prepare folder)
+    splits: dict = field(default_factory=dict)  # subset -> {"videos": n, "classes": k} (prepare folder/csv)
 
     @property
     def exit_code(self) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from tsn_cli.errors import DataError
+from tsn_cli.fsutil import MAX_LIST_BYTES, read_regular_file
 from tsn_cli.prepare import BadEntry
 from tsn_cli.prepare.frames import ExtractOptions, RunStats, VideoJob, VideoResult, run_jobs
 
@@ -51,7 +52,8 @@ def detect_format(list_file: str | os.PathLike) -> str:
 
     A majority (not all) so that a few broken lines do not flip the format and hide the real problems."""
     try:
-        text = Path(list_file).read_bytes()[:1 << 20].decode("utf-8-sig", errors="replace")
+        text = read_regular_file(list_file, MAX_LIST_BYTES, "list file", DataError)[: 1 << 20]
+        text = text.decode("utf-8-sig", errors="replace")
     except OSError as exc:
         raise DataError(f"{list_file}: cannot read list file ({exc.strerror or exc})") from exc
     lines = [ln.split() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
@@ -104,7 +106,9 @@ def check_list(
     for msg in parsed.bad_lines:
         # read_list's messages are "FILE:LINE: reason".
         where, _, reason = msg.rpartition(": ")
-        rep.bad_lines.append(BadEntry(path="(line)", reason=reason or msg, where=os.path.basename(where) if where else ""))
+        rep.bad_lines.append(
+            BadEntry(path="(line)", reason=reason or msg, where=os.path.basename(where) if where else "")
+        )
 
     jobs = []
     for rec in parsed.records:
@@ -118,7 +122,7 @@ def check_list(
     stats = run_jobs(jobs, ExtractOptions(full_check=full), workers=workers, on_result=on_result)
     rep.seconds = round(stats.seconds, 3)
     good_lines: set[int] = set()
-    for rec, res in zip(parsed.records, stats.results):
+    for rec, res in zip(parsed.records, stats.results, strict=False):
         if res.ok:
             rep.ok += 1
             rep.frames += res.frames
@@ -127,7 +131,8 @@ def check_list(
             rep.bad.append(BadEntry(res.src, res.reason or "bad", f"{Path(list_file).name}:{rec.line}"))
 
     if write_clean is not None:
-        raw = Path(list_file).read_bytes().decode("utf-8-sig", errors="surrogateescape").splitlines()
+        raw = read_regular_file(list_file, MAX_LIST_BYTES, "list file", DataError)
+        raw = raw.decode("utf-8-sig", errors="surrogateescape").splitlines()
         keep = [ln.rstrip() for i, ln in enumerate(raw, start=1) if i in good_lines]
         atomic_write_bytes(write_clean, "".join(ln + "\n" for ln in keep).encode("utf-8", "surrogateescape"))
         rep.clean_file, rep.clean_rows = str(write_clean), len(keep)

@@ -17,21 +17,41 @@ pixel: colours are jittered, backgrounds vary, and random distractor blobs appea
 
 Groups (gXX) are disjoint between train and test for each split, as in UCF101: split n tests on group n.
 Everything is deterministic for a given seed.
+
+One demo per folder: `.tsn-demo.json` records the settings (and whether the demo is complete). An interrupted
+demo with the same settings is resumed; anything else already in the folder is refused, because existing videos
+are kept and old split files or lists would survive a smaller demo. `overwrite=True` first removes the previous
+demo and what `tsn prepare ucf101 DIR` wrote from it (lists, rawframes/), and nothing else.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tsn_cli.errors import TsnError
-from tsn_cli.fsutil import atomic_path, atomic_write_bytes
+from tsn_cli.fsutil import LOCK_NAME, atomic_path, atomic_write_bytes, atomic_write_text, exclusive_lock
 
 WIDTH, HEIGHT, FPS = 320, 240, 25
 CLIPS_PER_GROUP = 4
+MARKER = ".tsn-demo.json"
+# what a demo and `tsn prepare ucf101 DIR` on it write into DIR (removed by overwrite; nothing else is)
+_DEMO_ENTRIES = (
+    "UCF-101",
+    "ucfTrainTestlist",
+    "example.avi",
+    "rawframes",
+    "ucf101_label_list.txt",
+    "dataset.yaml",
+    MARKER,
+)
+_DEMO_LIST_RE = re.compile(r"^(ucf101_(train|val)_split_\d+_(videos|rawframes)\.txt|dataset_split_\d+\.yaml)$")
 
 # (class name, shape, OpenCV hue 0..179 or None for white/grey, texture). Shape + colour + texture all differ,
 # so a classifier can use any of them and a crop that cuts the object still keeps colour/texture cues.
@@ -158,9 +178,14 @@ def _render_video(path: Path, class_index: int, num_frames: int, rng: np.random.
     # A few distractor blobs in random (often unrelated) colours, drifting independently.
     n_blobs = int(rng.integers(0, 4))
     blobs = [
-        (float(rng.uniform(0, WIDTH)), float(rng.uniform(0, HEIGHT)), float(rng.uniform(6, 16)),
-         tuple(int(c) for c in rng.integers(40, 256, size=3)), float(rng.uniform(-1.5, 1.5)),
-         float(rng.uniform(-1.5, 1.5)))
+        (
+            float(rng.uniform(0, WIDTH)),
+            float(rng.uniform(0, HEIGHT)),
+            float(rng.uniform(6, 16)),
+            tuple(int(c) for c in rng.integers(40, 256, size=3)),
+            float(rng.uniform(-1.5, 1.5)),
+            float(rng.uniform(-1.5, 1.5)),
+        )
         for _ in range(n_blobs)
     ]
     xs = np.linspace(-1.0, 1.0, WIDTH, dtype=np.float32)[None, :, None]
@@ -193,7 +218,7 @@ def _render_video(path: Path, class_index: int, num_frames: int, rng: np.random.
                     texture = _texture(tex, obj_colour, period, phase=t * 0.7, angle=tex_angle)
                 frame[inside] = texture[inside]
                 ox, oy = int(rng.integers(0, pad)), int(rng.integers(0, pad))
-                noisy = frame.astype(np.int16) + noise[oy:oy + HEIGHT, ox:ox + WIDTH]
+                noisy = frame.astype(np.int16) + noise[oy : oy + HEIGHT, ox : ox + WIDTH]
                 writer.write(np.clip(noisy, 0, 255).astype(np.uint8))
         except BaseException:
             writer.release()
@@ -208,6 +233,76 @@ def _crlf(lines: list[str]) -> bytes:
     return "".join(line + "\r\n" for line in lines).encode("ascii")
 
 
+def _previous_demo(out: Path) -> dict | None:
+    """The settings of the demo already in `out` ({} for one written before the marker existed), else None."""
+    try:
+        meta = json.loads((out / MARKER).read_text(encoding="utf-8"))
+        if isinstance(meta, dict):
+            return meta
+    except (OSError, ValueError):
+        pass
+    # an older demo: example.avi and a classInd.txt naming only demo classes
+    try:
+        lines = (out / "ucfTrainTestlist" / "classInd.txt").read_text().splitlines()
+        names = [ln.split()[1] for ln in lines if ln.strip()]
+    except (OSError, IndexError):
+        return None
+    known = {spec[0] for spec in CLASS_SPECS}
+    return {} if (out / "example.avi").is_file() and names and set(names) <= known else None
+
+
+def _demo_files(out: Path) -> list[Path]:
+    """What a demo (and `tsn prepare ucf101` on it) wrote into `out`."""
+    try:
+        entries = list(out.iterdir())
+    except OSError:
+        return []
+    return sorted(p for p in entries if p.name in _DEMO_ENTRIES or _DEMO_LIST_RE.match(p.name))
+
+
+def _describe(meta: dict) -> str:
+    what = "an unfinished demo dataset" if meta.get("complete") is False else "a demo dataset"
+    if not meta:
+        return what
+    return (
+        f"{what} ({meta.get('num_classes')} classes, {meta.get('videos_per_class')} videos per class, "
+        f"{meta.get('frames')} frames, seed {meta.get('seed')})"
+    )
+
+
+def _claim_folder(out: Path, settings: dict, overwrite: bool) -> None:
+    """Make sure the demo may be written into `out` (an unfinished demo with the same settings is resumed).
+
+    New or empty folder: fine. A previous demo: refused (TsnError, exit 2) unless `overwrite`, which removes it
+    first, or it is an unfinished one with the same settings (then resumed). Any other non-empty folder: refused.
+    """
+    try:
+        entries = [p.name for p in out.iterdir() if p.name != LOCK_NAME] if out.is_dir() else []
+    except OSError as exc:
+        raise TsnError(f"cannot read folder {out}: {exc.strerror or exc}") from exc
+    if not entries:
+        return
+    prev = _previous_demo(out)
+    if prev is None:
+        shown = ", ".join(sorted(entries)[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+        raise TsnError(f"{out} is not empty ({shown}) and holds no demo; pick a new or empty folder")
+    if prev.get("complete") is False and {k: prev.get(k) for k in settings} == settings and not overwrite:
+        return
+    if not overwrite:
+        raise TsnError(
+            f"{out} already holds {_describe(prev)}; use it as it is, pick another folder, "
+            "or rebuild it with --overwrite"
+        )
+    for p in _demo_files(out):
+        try:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        except OSError as exc:
+            raise TsnError(f"--overwrite: cannot remove {p}: {exc.strerror or exc}") from exc
+
+
 def make_demo(
     out_dir: str | Path,
     num_classes: int = 6,
@@ -215,13 +310,18 @@ def make_demo(
     frames: int = 32,
     seed: int = 0,
     progress=None,
+    overwrite: bool = False,
+    wait: bool = False,
+    on_wait=None,
 ) -> dict[str, Any]:
     """Write the synthetic UCF101-layout demo dataset into `out_dir` and return a summary dict.
 
     `videos_per_class` is rounded up to whole groups of 4 clips (gXX_c01..c04); group g01 is the test set of
     split 1 (g02 of split 2, g03 of split 3), so the default 16 gives 12 train + 4 test clips per class and
     split. `frames` is the length of each clip (25 fps). `progress(done, total)` is called after each video.
-    Existing complete videos are kept (the run is resumable); files are written atomically.
+    An interrupted run resumes (its complete videos are kept); files are written atomically. A folder holding
+    anything else is refused, a previous demo too unless `overwrite` (see the module docstring). `out_dir` is locked
+    for the run as `tsn prepare ucf101` locks it (`wait`, `on_wait`: see `PrepareOptions`).
 
     Returns ``{"root", "video_root", "split_dir", "classes", "splits": {n: {"train": k, "test": k}},
     "videos", "frames", "example", "example_class"}``.
@@ -238,38 +338,43 @@ def make_demo(
     groups = math.ceil(videos_per_class / CLIPS_PER_GROUP)
     classes = [spec[0] for spec in CLASS_SPECS[:num_classes]]
     n_splits = min(3, groups - 1)
+    settings = {"num_classes": num_classes, "videos_per_class": videos_per_class, "frames": frames, "seed": seed}
+    with exclusive_lock(out, what="tsn prepare", wait=wait, on_wait=on_wait, inside=True):
+        _claim_folder(out, settings, overwrite)
+        atomic_write_text(out / MARKER, json.dumps({"format": "tsn-demo/1", **settings, "complete": False}, indent=2))
 
-    # One child seed per video, derived from (seed, class, group, clip): any video can be regenerated alone.
-    jobs: list[tuple[Path, int, np.random.Generator]] = []
-    for ci, name in enumerate(classes):
-        for g in range(1, groups + 1):
-            for c in range(1, CLIPS_PER_GROUP + 1):
-                rel = f"{name}/v_{name}_g{g:02d}_c{c:02d}.avi"
-                jobs.append((video_root / rel, ci, np.random.default_rng([seed, ci, g, c])))
-    example_class = int(np.random.default_rng([seed, 999]).integers(num_classes))
-    jobs.append((out / "example.avi", example_class, np.random.default_rng([seed, 999, 1])))
-
-    for i, (path, ci, rng) in enumerate(jobs):
-        if not (path.is_file() and path.stat().st_size > 0):
-            _render_video(path, ci, frames, rng)
-        if progress is not None:
-            progress(i + 1, len(jobs))
-
-    atomic_write_bytes(split_dir / "classInd.txt", _crlf([f"{i + 1} {name}" for i, name in enumerate(classes)]))
-    splits: dict[int, dict[str, int]] = {}
-    for n in range(1, n_splits + 1):
-        train, test = [], []
+        # One child seed per video, derived from (seed, class, group, clip): any video can be regenerated alone.
+        jobs: list[tuple[Path, int, np.random.Generator]] = []
         for ci, name in enumerate(classes):
             for g in range(1, groups + 1):
                 for c in range(1, CLIPS_PER_GROUP + 1):
                     rel = f"{name}/v_{name}_g{g:02d}_c{c:02d}.avi"
-                    if g == n:
-                        test.append(rel)
-                    else:
-                        train.append(f"{rel} {ci + 1}")
-        atomic_write_bytes(split_dir / f"trainlist{n:02d}.txt", _crlf(train))
-        atomic_write_bytes(split_dir / f"testlist{n:02d}.txt", _crlf(test))
-        splits[n] = {"train": len(train), "test": len(test)}
+                    jobs.append((video_root / rel, ci, np.random.default_rng([seed, ci, g, c])))
+        example_class = int(np.random.default_rng([seed, 999]).integers(num_classes))
+        jobs.append((out / "example.avi", example_class, np.random.default_rng([seed, 999, 1])))
+
+        for i, (path, ci, rng) in enumerate(jobs):
+            if not (path.is_file() and path.stat().st_size > 0):
+                _render_video(path, ci, frames, rng)
+            if progress is not None:
+                progress(i + 1, len(jobs))
+
+        atomic_write_bytes(split_dir / "classInd.txt", _crlf([f"{i + 1} {name}" for i, name in enumerate(classes)]))
+        splits: dict[int, dict[str, int]] = {}
+        for n in range(1, n_splits + 1):
+            train, test = [], []
+            for ci, name in enumerate(classes):
+                for g in range(1, groups + 1):
+                    for c in range(1, CLIPS_PER_GROUP + 1):
+                        rel = f"{name}/v_{name}_g{g:02d}_c{c:02d}.avi"
+                        if g == n:
+                            test.append(rel)
+                        else:
+                            train.append(f"{rel} {ci + 1}")
+            atomic_write_bytes(split_dir / f"trainlist{n:02d}.txt", _crlf(train))
+            atomic_write_bytes(split_dir / f"testlist{n:02d}.txt", _crlf(test))
+            splits[n] = {"train": len(train), "test": len(test)}
+        atomic_write_text(out / MARKER, json.dumps({"format": "tsn-demo/1", **settings, "complete": True}, indent=2))
 
     return {
         "root": str(out.resolve()),

@@ -1,14 +1,21 @@
 """Video checking and frame extraction: decode each video once, in parallel processes, resumably.
 
 Output per video is a folder of 1-based JPEGs, `img_00001.jpg`, `img_00002.jpg`, ... (PaddleVideo's naming).
-A folder is written under a temporary name (`.<name>.tmp-<pid>`) and renamed when the whole video has been
-decoded and written, so a folder with the final name is complete by construction; a later run skips it and
-deletes any temporary folders left behind by a killed run. The frame count reported is what is on disk.
+A folder is written under a unique temporary name (`.<name>.tmp-<pid>-<random>`) and renamed when the whole video
+has been decoded and written, so a folder with the final name is complete by construction; a later run skips it and
+deletes temporary folders left behind by a killed run (never those of a run still going). The frame count reported
+is what is on disk. Each folder's settings are recorded beside it (`.<name>.tsn-frames.json`; inside, it would
+be counted as a frame by tools that count files): a later run with other settings, sharded or not, extracts the
+folder again and replaces it whole instead of calling it "existing".
 
 Bad videos never raise: `check_video` / `extract_video` return a `VideoResult` with status "bad" and a reason
-(missing, empty, not a video, no decodable frames, truncated). "Truncated" means fewer frames decode than the
-container claims; a shortfall of up to `TRUNCATION_TOLERANCE` frames (or 1 %) is accepted because some
-encoders' edit lists make the claimed count a frame or two higher than what any decoder returns.
+(missing, empty, not a video, no decodable frames, truncated, took longer than the time budget). "Truncated" means
+fewer frames decode than the container's packets give (`tsn_cli.data.access.Scan.expected`: its own frame table
+less the pre-roll an edit list hides, or the packets found when it has no table, as WebM/MKV) -- never OpenCV's
+duration x frame-rate estimate, wrong for variable frame rates. A shortfall of up to `TRUNCATION_TOLERANCE` frames
+(or 1 %) is accepted because some encoders' edit lists make the count a frame or two higher than what any decoder
+returns. Each file has one time budget (`tsn_cli.data.budget`) for the packet scan and opening; in the full decode
+no single read may exceed it.
 
 Decoder: OpenCV's `VideoCapture` (FFmpeg) with one decoding thread per process. For a sequential full decode
 it measured as fast as or faster than decord on this machine (bikes.mp4 640x272: 1.97k vs 1.82k frames/s,
@@ -22,6 +29,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -29,11 +37,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from tsn_cli.constants import FRAME_TEMPLATE
 from tsn_cli.errors import TsnError
+from tsn_cli.runtime import stop_pool
 
-FRAME_TEMPLATE = "img_{:05d}.jpg"
 _FRAME_RE = re.compile(r"^img_(\d{5,})\.jpg$")
 TMP_MARK = ".tmp-"
+SETTINGS_FILE = ".tsn-frames.json"  # how frames were written: the frame root's record, and (`.<folder>` + this)
+# each frame folder's, beside it
 TRUNCATION_TOLERANCE = 1
 DEFAULT_JPEG_QUALITY = 95  # cv2.imwrite's default, i.e. what PaddleVideo's extractor writes
 
@@ -61,6 +72,7 @@ class VideoResult:
     reason: str | None = None
     dst: str | None = None
     seconds: float = 0.0
+    previous: dict | None = None  # the settings of a folder extracted again because they differed from the run's
 
     @property
     def ok(self) -> bool:
@@ -79,6 +91,12 @@ class ExtractOptions:
     short_side: int | None = None
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
     full_check: bool = True  # for check jobs: decode every frame (detects truncation) vs open + first frame
+    # settings of folders that record none (written before folders had a record): the frame root's record, if any
+    legacy: dict | None = None
+
+    def settings(self) -> dict:
+        """What a frame folder records: {"short_side": ..., "jpeg_quality": ...}."""
+        return {"short_side": self.short_side, "jpeg_quality": self.jpeg_quality}
 
 
 @dataclass
@@ -141,13 +159,36 @@ def _cv2():
     return cv2
 
 
-def _open(path: str):
-    """A VideoCapture with one FFmpeg thread (the process pool provides the parallelism)."""
+def _open(path: str, budget=None):
+    """A VideoCapture with one FFmpeg thread (the process pool provides the parallelism). With a `Budget`, FFmpeg's
+    interrupt callback ends the open after the time left and any single read after ``budget.seconds``."""
+    from tsn_cli.fsutil import c_path
+
     cv2 = _cv2()
-    try:
-        return cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
-    except (TypeError, cv2.error):  # pragma: no cover - OpenCV without the params overload
-        return cv2.VideoCapture(path)
+    params = [cv2.CAP_PROP_N_THREADS, 1]
+    if budget is not None:
+        open_ms, read_ms = max(1, int(budget.remaining() * 1000)), max(1, int(budget.seconds * 1000))
+        params += [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, read_ms]
+    with c_path(path) as name:  # FFmpeg opens the file itself, so the name may be released afterwards
+        try:
+            return cv2.VideoCapture(name, cv2.CAP_FFMPEG, params)
+        except (TypeError, cv2.error):  # pragma: no cover - OpenCV without the params overload
+            return cv2.VideoCapture(name)
+
+
+class _Reads:
+    """Times each read of a full decode: a read that ends after the budget's ``seconds`` was stopped by the
+    interrupt callback (OpenCV then reports a plain end of stream), which is a timeout, not the end."""
+
+    def __init__(self, path: str, budget):
+        self.path, self.budget = path, budget
+
+    def __call__(self, read):
+        t0 = time.monotonic()
+        got = read()
+        if not (got[0] if isinstance(got, tuple) else got) and time.monotonic() - t0 >= self.budget.seconds * 0.99:
+            raise self.budget.error(self.path)
+        return got
 
 
 def precheck(path: str) -> str | None:
@@ -167,10 +208,15 @@ def precheck(path: str) -> str | None:
     return None
 
 
-def _claimed(cap) -> int | None:
-    cv2 = _cv2()
-    n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-    return int(n) if n and n > 0 else None
+def container_scan(path: str, budget):
+    """The container scan (`tsn_cli.data.access.scan_video`) within ``budget``: how many frames the decoder should
+    reach. Raises VideoTimeout."""
+    from tsn_cli.data.access import scan_video
+
+    try:
+        return scan_video(path, budget)
+    except ImportError:  # pragma: no cover - PyAV is a dependency; without it no count is known
+        return None
 
 
 def truncation_reason(decoded: int, claimed: int | None) -> str | None:
@@ -193,32 +239,55 @@ def scaled_size(w: int, h: int, short_side: int | None) -> tuple[int, int]:
     return int(w * short_side / h + 0.5), short_side
 
 
-def check_video(path: str, full: bool = True, key: str = "") -> VideoResult:
-    """Check one video: exists, non-empty, opens, and (full) every frame decodes, with no truncation."""
+def check_video(
+    path: str, full: bool = True, key: str = "", budget=None, scan=None, raise_timeout: bool = False
+) -> VideoResult:
+    """Check one video: exists, non-empty, opens, and (full) every frame decodes, with no truncation.
+
+    Truncation is judged by decoder reach: the frames decoded against the frames the container's packets give
+    (`Scan.expected`: its own frame table less hidden pre-roll), never a duration x frame-rate estimate. Opening
+    and the packet scan share the file's time budget (``budget``, a new `Budget` if None); in the full decode no
+    single read may exceed it. ``scan``: a `Scan` already read for this file. ``raise_timeout``: raise VideoTimeout
+    instead of returning it as the reason."""
+    from tsn_cli.data.budget import Budget, VideoTimeout
+
     t0 = time.perf_counter()
     res = VideoResult(src=path, key=key or path, status="ok")
     reason = precheck(path)
     if reason is None:
-        cap = _open(path)
+        budget = budget or Budget()
         try:
-            if not cap.isOpened():
-                reason = "cannot open: not a video or unsupported format"
-            else:
-                res.claimed = _claimed(cap)
-                n = 0
-                if full:
-                    while cap.grab():  # grab() decodes without converting to BGR: enough to prove decodability
-                        n += 1
-                else:
-                    n = 1 if cap.grab() else 0
-                res.frames = n
-                reason = truncation_reason(n, res.claimed if full else None)
-        finally:
-            cap.release()
+            reason = _decode_check(path, res, full, budget, scan)
+        except VideoTimeout as exc:
+            if raise_timeout:
+                raise
+            reason = exc.reason
     if reason:
         res.status, res.reason = "bad", reason
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _decode_check(path: str, res: VideoResult, full: bool, budget, scan) -> str | None:
+    scan = scan if scan is not None else container_scan(path, budget)
+    cap = _open(path, budget)
+    try:
+        if not cap.isOpened():
+            budget.check(path)
+            return "cannot open: not a video or unsupported format"
+        res.claimed = scan.expected if scan is not None else None
+        read = _Reads(path, budget)
+        if full:
+            n = 0
+            while read(cap.grab):  # grab() decodes without converting to BGR: enough to prove decodability
+                n += 1
+        else:
+            n = 1 if read(cap.grab) else 0
+            budget.check(path)  # quick checks (and eval/predict's vetting) are within the budget as a whole
+        res.frames = n
+        return truncation_reason(n, res.claimed if full else None)
+    finally:
+        cap.release()
 
 
 def _first_gap(folder: str | os.PathLike) -> str:
@@ -228,7 +297,7 @@ def _first_gap(folder: str | os.PathLike) -> str:
     except OSError:
         return "cannot list folder"
     missing = next((i for i in range(1, max(idx, default=0) + 2) if i not in idx), None)
-    return f"gap: img_{missing:05d}.jpg missing" if missing is not None else "gap"
+    return f"gap: {FRAME_TEMPLATE.format(missing)} missing" if missing is not None else "gap"
 
 
 def count_frames_on_disk(folder: str | os.PathLike) -> int | None:
@@ -248,12 +317,35 @@ def count_frames_on_disk(folder: str | os.PathLike) -> int | None:
     return n
 
 
-def _tmp_name(dst: Path) -> Path:
-    return dst.with_name(f".{dst.name}{TMP_MARK}{os.getpid()}")
+def _make_tmp(dst: Path) -> Path:
+    """A new, unique temporary folder next to `dst` named `.<name>.tmp-<pid>-<random>`: two runs (or two workers)
+    extracting the same video never write into one folder."""
+    from tsn_cli.fsutil import current_umask
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}{TMP_MARK}{os.getpid()}-", dir=dst.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; the folder keeps its mode when renamed
+    return tmp
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process `pid` is running (a zombie, e.g. a killed worker nobody reaped, is not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's live process (or a number we cannot check): leave its folder alone
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
 
 
 def remove_stale_tmp(dst: Path) -> int:
-    """Delete temporary folders a killed run left next to `dst` (same name, any pid). Returns how many."""
+    """Delete temporary folders that killed runs left next to `dst`; a folder whose writer (the pid in its name) is
+    still running is another run's work in progress and is left alone. Returns how many were deleted."""
     n = 0
     parent = dst.parent
     prefix = f".{dst.name}{TMP_MARK}"
@@ -263,9 +355,48 @@ def remove_stale_tmp(dst: Path) -> int:
         return 0
     for e in entries:
         if e.name.startswith(prefix) and e.is_dir(follow_symlinks=False):
+            pid = e.name[len(prefix) :].split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
+                continue
             shutil.rmtree(e.path, ignore_errors=True)
             n += 1
     return n
+
+
+def record_path(folder: str | os.PathLike) -> Path:
+    """Where a frame folder's settings are recorded: `.<name>.tsn-frames.json` beside it."""
+    folder = Path(folder)
+    return folder.parent / f".{folder.name}{SETTINGS_FILE}"
+
+
+def read_settings(path: str | os.PathLike) -> dict | None:
+    """The settings recorded in `path`; None when there is no record, {} when it is unreadable (a damaged or
+    foreign file: matches no settings, so its folder is extracted again)."""
+    import json
+
+    from tsn_cli.fsutil import KIB, read_regular_file
+
+    if not os.path.lexists(path):
+        return None
+    try:  # a record is tiny; a FIFO or device in its place is refused, never read
+        data = json.loads(read_regular_file(path, 4 * KIB, "settings record"))
+    except (TsnError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_settings(folder: Path, settings: dict) -> None:
+    import json
+
+    from tsn_cli.fsutil import atomic_write_text
+
+    atomic_write_text(record_path(folder), json.dumps(settings) + "\n")
+
+
+def settings_change(before: dict, after: dict) -> str:
+    """ "short_side None -> 32, jpeg_quality 95 -> 50": the settings that differ (for a warning)."""
+    changed = [f"{k} {before.get(k, '?')} -> {v}" for k, v in after.items() if before.get(k, "?") != v]
+    return ", ".join(changed) or "an unreadable settings record"
 
 
 def extract_video(job: VideoJob, opts: ExtractOptions | None = None) -> VideoResult:
@@ -280,34 +411,51 @@ def extract_video(job: VideoJob, opts: ExtractOptions | None = None) -> VideoRes
     assert job.dst is not None
     dst = Path(job.dst)
     res = VideoResult(src=job.src, key=job.key or job.src, status="extracted", dst=str(dst))
+    wanted = opts.settings()
+    redo = False
     if dst.is_dir():
         n = count_frames_on_disk(dst)
         if n is not None:
-            res.status, res.frames = "existing", n
-            res.seconds = time.perf_counter() - t0
-            return res
-        # Not 1..N (someone deleted frames): never trust it; redo it.
-        shutil.rmtree(dst)
+            recorded = read_settings(record_path(dst))
+            recorded = opts.legacy if recorded is None else recorded
+            if recorded is None or recorded == wanted:  # no record anywhere: a folder from another tool, kept
+                res.status, res.frames = "existing", n
+                res.seconds = time.perf_counter() - t0
+                return res
+            res.previous, redo = recorded, True  # written with other settings: extract again, replace it whole
+        else:  # Not 1..N (someone deleted frames): never trust it; redo it.
+            shutil.rmtree(dst)
     reason = precheck(job.src)
     if reason:
         res.status, res.reason = "bad", reason
         res.seconds = time.perf_counter() - t0
         return res
+    from tsn_cli.data.budget import Budget, VideoTimeout
+
+    budget = Budget()
+    try:
+        scan = container_scan(job.src, budget)
+    except VideoTimeout as exc:
+        res.status, res.reason = "bad", exc.reason
+        res.seconds = time.perf_counter() - t0
+        return res
     remove_stale_tmp(dst)
-    tmp = _tmp_name(dst)
-    tmp.mkdir(parents=True)
+    tmp = _make_tmp(dst)
     params = [cv2.IMWRITE_JPEG_QUALITY, int(opts.jpeg_quality)]
-    cap = _open(job.src)
+    cap = _open(job.src, budget)
+    read = _Reads(job.src, budget)
     n = 0
     try:
         if not cap.isOpened():
-            reason = "cannot open: not a video or unsupported format"
+            reason = (
+                budget.error(job.src).reason if budget.spent() else "cannot open: not a video or unsupported format"
+            )
         else:
-            res.claimed = _claimed(cap)
+            res.claimed = scan.expected if scan is not None else None
             size = None
             tmp_s = str(tmp)
             while True:
-                ok, frame = cap.read()
+                ok, frame = read(cap.read)
                 if not ok or frame is None:
                     break
                 if opts.short_side:
@@ -325,6 +473,8 @@ def extract_video(job: VideoJob, opts: ExtractOptions | None = None) -> VideoRes
                 with open(os.path.join(tmp_s, FRAME_TEMPLATE.format(n)), "wb") as fh:
                     fh.write(buf)
             reason = truncation_reason(n, res.claimed)
+    except VideoTimeout as exc:
+        reason = exc.reason
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -335,7 +485,18 @@ def extract_video(job: VideoJob, opts: ExtractOptions | None = None) -> VideoRes
         res.status, res.reason, res.frames = "bad", reason, n
     else:
         try:
-            os.rename(tmp, dst)
+            # The record is written so that a kill in between never leaves old frames under a record of new
+            # settings: a new folder's record first (no folder yet: the next run extracts it anyway), a replaced
+            # folder's after the rename (until then its old record says "other settings": extracted again).
+            if redo and dst.is_dir():  # replace the folder written with other settings as a whole
+                old = Path(tempfile.mkdtemp(prefix=f".{dst.name}{TMP_MARK}{os.getpid()}-old", dir=dst.parent))
+                os.rename(dst, old / dst.name)
+                os.rename(tmp, dst)
+                _write_settings(dst, wanted)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                _write_settings(dst, wanted)
+                os.rename(tmp, dst)
         except OSError:
             # Another run finished the same folder first: keep theirs if complete.
             shutil.rmtree(tmp, ignore_errors=True)
@@ -377,34 +538,39 @@ def check_frame_dir(folder: str, expect: int | None, full: bool = True, key: str
         n = count_frames_on_disk(folder)
         if n is None:
             has_any = any(_FRAME_RE.match(x) for x in os.listdir(folder))
-            reason = f"frames are not numbered img_00001..img_N ({_first_gap(folder)})" if has_any else "no frames (img_00001.jpg ...)"
+            reason = (
+                f"frames are not numbered img_00001..img_N ({_first_gap(folder)})"
+                if has_any
+                else "no frames (img_00001.jpg ...)"
+            )
         else:
             res.frames = n
             if expect is not None and n != expect:
                 reason = f"list says {expect} frames, {n} on disk"
             else:
-                to_decode = sorted({1, (n + 1) // 2, n})
-                if full:
-                    for i in range(1, n + 1):
-                        p = os.path.join(folder, FRAME_TEMPLATE.format(i))
-                        try:
-                            with open(p, "rb") as fh:
-                                fh.seek(-2, os.SEEK_END)
-                                tail = fh.read(2)
-                        except OSError:
-                            tail = b""
-                        if tail != b"\xff\xd9":
-                            reason = f"{FRAME_TEMPLATE.format(i)} is empty or truncated"
-                            break
-                if reason is None:
-                    for i in to_decode:
-                        if cv2.imread(os.path.join(folder, FRAME_TEMPLATE.format(i)), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
-                            reason = f"{FRAME_TEMPLATE.format(i)} cannot be decoded"
-                            break
+                reason = _check_frames(cv2, folder, range(1, n + 1) if full else sorted({1, (n + 1) // 2, n}))
     if reason:
         res.status, res.reason = "bad", reason
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _check_frames(cv2, folder: str, numbers) -> str | None:
+    """The first problem of frames `numbers` (1-based) as eval would meet it (the same reader: regular files
+    within a size cap, JPEG end marker by content, so a PNG named .jpg passes as eval reads it), else None."""
+    import numpy as np
+
+    from tsn_cli.data.video import read_frame_bytes
+    from tsn_cli.errors import DecodeError
+
+    for i in numbers:
+        try:
+            data = read_frame_bytes(os.path.join(folder, FRAME_TEMPLATE.format(i)), folder)
+        except DecodeError as exc:
+            return exc.reason
+        if cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
+            return f"{FRAME_TEMPLATE.format(i)} cannot be decoded"
+    return None
 
 
 def _run_one(job: VideoJob, opts: ExtractOptions) -> VideoResult:
@@ -469,14 +635,31 @@ def run_jobs(
     return stats
 
 
-def _run_pool(jobs: Sequence[VideoJob], opts: ExtractOptions, workers: int, record) -> None:
-    import multiprocessing as mp
+def pool_context():
+    """The start method for extraction workers.
 
-    # The platform's default start method (fork on Linux before Python 3.14, spawn on macOS/Windows). Fork
-    # starts workers instantly and, unlike spawn, also works when __main__ is a notebook or `python -`;
-    # the workers only touch OpenCV and the file system, never locks held by the caller's threads.
-    ctx = mp.get_context()
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+    The platform's default (fork on Linux before Python 3.14, spawn on macOS/Windows) when this process runs
+    no threads but Python's own (`tsn prepare`: the progress bar's): fork starts workers instantly and, unlike
+    spawn, also works when
+    __main__ is a notebook or `python -`. A process that already runs native threads (Paddle's or OpenMP's
+    after `import paddle`, decoder threads -- the Python API in a training script, a notebook) gets a fork
+    server instead: a child forked from it can deadlock on a lock another thread held at the fork (seen as a
+    worker stuck in OpenCV's initialisation).
+    """
+    import multiprocessing as mp
+    import threading
+
+    try:  # OS threads that Python did not start: OpenMP/Paddle/decoder pools, which may hold a lock at the fork
+        native = len(os.listdir("/proc/self/task")) - threading.active_count()
+    except OSError:  # no /proc: not Linux, where the default is spawn anyway
+        native = 0
+    if native > 0 and "forkserver" in mp.get_all_start_methods():
+        return mp.get_context("forkserver")
+    return mp.get_context()
+
+
+def _run_pool(jobs: Sequence[VideoJob], opts: ExtractOptions, workers: int, record) -> None:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(), initializer=_worker_init)
     pending: dict = {}
     it: Iterable[tuple[int, VideoJob]] = iter(enumerate(jobs))
     window = workers * 4  # bounded in-flight queue: a 250k-video run does not create 250k futures at once
@@ -495,9 +678,12 @@ def _run_pool(jobs: Sequence[VideoJob], opts: ExtractOptions, workers: int, reco
                 if len(pending) >= window:
                     break
     except BrokenProcessPool as exc:
-        pool.shutdown(wait=False, cancel_futures=True)
+        stop_pool(pool, kill=True)
         raise TsnError("a worker process died (out of memory or killed); run the same command again to resume") from exc
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+    except Exception:  # e.g. a full disk: the videos in flight finish or fail on their own (bounded: one per worker)
+        stop_pool(pool, kill=False)
+        raise
+    except BaseException:  # Ctrl-C, SystemExit: nothing more is wanted from the workers
+        stop_pool(pool, kill=True)
         raise
     pool.shutdown(wait=True)

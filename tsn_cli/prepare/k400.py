@@ -11,6 +11,7 @@ Output in OUT (default ROOT)::
     train.list / val.list         "<path.mp4> <label>"
     train_frames.list / val_frames.list   "<frame_dir> <num_frames> <label>"  (with frames=True)
     rawframes/<label>/<video stem>/img_00001.jpg ...
+    dataset.yaml                  the lists above for `tsn train --data`
 
 Every copy of K400 misses videos (dead YouTube links): missing ones are counted, listed and left out, and
 the run carries on. Labels are the index in the sorted list of the original class names (the order used by
@@ -23,13 +24,21 @@ import csv
 import os
 import re
 from pathlib import Path
-from typing import Callable
 
+from tsn_cli.data.lists import show, unsafe_name
 from tsn_cli.errors import DataError
-from tsn_cli.fsutil import ensure_dir
-from tsn_cli.prepare import BadEntry, ListInfo, PrepareReport, list_entry_path
-from tsn_cli.prepare.frames import RunStats, VideoJob, VideoResult, safe_join
-from tsn_cli.prepare.ucf101 import process_jobs
+from tsn_cli.fsutil import MAX_LIST_BYTES, open_regular_text
+from tsn_cli.prepare import BadEntry, PrepareReport, list_entry_path
+from tsn_cli.prepare.frames import VideoJob, safe_join
+from tsn_cli.prepare.runner import (
+    OnResult,
+    OnStart,
+    PrepareOptions,
+    process_jobs,
+    write_dataset_spec,
+    write_label_list,
+    write_subset_lists,
+)
 
 LABEL_FILE = "Kinetics-400_label_list.txt"
 VIDEO_EXTS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
@@ -66,7 +75,7 @@ def read_csv(path: Path) -> tuple[list[tuple[str, str, int, int, str]], list[Bad
     """Rows (label, youtube_id, start, end, where) of one annotation CSV, plus bad rows."""
     rows, bad = [], []
     try:
-        fh = open(path, newline="", encoding="utf-8-sig", errors="replace")
+        fh = open_regular_text(path, MAX_LIST_BYTES, "CSV file", DataError, errors="replace")
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     with fh:
@@ -78,7 +87,9 @@ def read_csv(path: Path) -> tuple[list[tuple[str, str, int, int, str]], list[Bad
         try:
             i_label, i_id, i_s, i_e = (cols.index(c) for c in ("label", "youtube_id", "time_start", "time_end"))
         except ValueError as exc:
-            raise DataError(f"{path}: header must have label,youtube_id,time_start,time_end (got {','.join(cols)[:80]})") from exc
+            raise DataError(
+                f"{path}: header must have label,youtube_id,time_start,time_end (got {','.join(cols)[:80]})"
+            ) from exc
         for lineno, rec in enumerate(reader, start=2):
             where = f"{path.name}:{lineno}"
             if not rec or all(not f.strip() for f in rec):
@@ -91,6 +102,14 @@ def read_csv(path: Path) -> tuple[list[tuple[str, str, int, int, str]], list[Bad
                 continue
             if not label or not yid:
                 bad.append(BadEntry(",".join(rec)[:80], "empty label or youtube_id", where))
+                continue
+            unsafe = [
+                f"{name} {why}"
+                for name, why in (("label", unsafe_name(label)), ("youtube_id", unsafe_name(yid)))
+                if why
+            ]
+            if unsafe:  # a quoted newline would split a list line in two
+                bad.append(BadEntry(show(",".join(rec)[:80]), unsafe[0], where))
                 continue
             rows.append((label, yid, start, end, where))
     return rows, bad
@@ -122,104 +141,95 @@ def _pick(paths: list[Path], subset: str, root: Path) -> Path:
 def prepare_k400(
     root: str | os.PathLike,
     annotations: str | os.PathLike,
-    frames: bool = False,
-    out: str | os.PathLike | None = None,
-    absolute: bool = False,
-    short_side: int | None = None,
-    jpeg_quality: int = 95,
-    workers: int | None = None,
-    verify: bool = False,
-    frames_dir: str | os.PathLike | None = None,
-    on_result: Callable[[VideoResult, RunStats], None] | None = None,
-    on_start: Callable[[int, str], None] | None = None,
+    opts: PrepareOptions | None = None,
+    *,
+    on_start: OnStart | None = None,
+    on_result: OnResult | None = None,
 ) -> PrepareReport:
-    """Write the Kinetics-400 label file and train/val lists (and, with `frames`, extract frames).
+    """Write the Kinetics-400 label file and train/val lists (and, with `opts.frames`, extract frames).
 
     Videos listed in the CSVs but absent under ROOT are reported as "missing" and left out; so are bad
     videos (same checks as `prepare ucf101`). Raises DataError for a missing folder or unusable CSVs.
     """
-    from tsn_cli.data.lists import write_list
-
+    opts = opts or PrepareOptions()
     root_p = Path(root)
     if not root_p.is_dir():
         raise DataError(f"{root_p}: video folder not found")
     csvs = find_csvs(annotations)
-    out_dir = Path(out) if out is not None else root_p
-    ensure_dir(out_dir)
-    frames_root = Path(frames_dir) if frames_dir is not None else out_dir / "rawframes"
-    report = PrepareReport(dataset="k400", root=str(root_p.resolve()), out=str(out_dir.resolve()))
+    out_dir, frames_root = opts.folders(root_p)
+    with opts.locked(out_dir, frames_root):  # the whole run: a second one stops or waits
+        report = PrepareReport(dataset="k400", root=str(root_p.resolve()), out=str(out_dir.resolve()))
 
-    rows_by_subset: dict[str, list] = {}
-    for subset in SUBSETS:
-        if subset in csvs:
-            rows, bad = read_csv(csvs[subset])
-            rows_by_subset[subset] = rows
-            report.bad.extend(bad)
-    # Class ids from the train CSV (the val CSV only if there is no train CSV): sorted original names.
-    source = rows_by_subset.get("train") or rows_by_subset.get("val") or []
-    classes = sorted({r[0] for r in source})
-    if not classes:
-        raise DataError(f"{annotations}: the annotation CSVs have no usable rows")
-    class_ids = {c: i for i, c in enumerate(classes)}
-    report.num_classes = len(classes)
-    if len(classes) != 400:
-        report.warnings.append(f"{len(classes)} classes in the annotations (Kinetics-400 has 400)")
-    folder_names = [label_folder(c) for c in classes]
-    if len(set(folder_names)) != len(folder_names):
-        raise DataError(f"{annotations}: two class names differ only in spaces/underscores")
+        rows_by_subset: dict[str, list] = {}
+        for subset in SUBSETS:
+            if subset in csvs:
+                rows, bad = read_csv(csvs[subset])
+                rows_by_subset[subset] = rows
+                report.bad.extend(bad)
+        # Class ids from the train CSV (the val CSV only if there is no train CSV): sorted original names.
+        source = rows_by_subset.get("train") or rows_by_subset.get("val") or []
+        classes = sorted({r[0] for r in source})
+        if not classes:
+            raise DataError(f"{annotations}: the annotation CSVs have no usable rows")
+        class_ids = {c: i for i, c in enumerate(classes)}
+        report.num_classes = len(classes)
+        if len(classes) != 400:
+            report.warnings.append(f"{len(classes)} classes in the annotations (Kinetics-400 has 400)")
+        folder_names = [label_folder(c) for c in classes]
+        if len(set(folder_names)) != len(folder_names):
+            raise DataError(f"{annotations}: two class names differ only in spaces/underscores")
 
-    index = index_videos(root_p, skip=[frames_root])
-    jobs: list[VideoJob] = []
-    job_of: dict[str, int] = {}
-    entries: dict[str, list[tuple[str, int]]] = {s: [] for s in rows_by_subset}
-    missing = 0
-    for subset, rows in rows_by_subset.items():
-        for label, yid, start, end, where in rows:
-            if label not in class_ids:
-                report.bad.append(BadEntry(f"{yid}_{start:06d}_{end:06d}", f"class {label!r} is not in the train CSV", where))
-                continue
-            stem = f"{yid}_{start:06d}_{end:06d}"
-            cands = index.get(stem) or index.get(yid)
-            if not cands:
-                missing += 1
-                report.bad.append(BadEntry(stem, "missing", where))
-                continue
-            src = _pick(cands, subset, root_p)
-            key = str(src)
-            if key not in job_of:
-                try:
-                    dst = safe_join(frames_root, f"{label_folder(label)}/{src.stem}") if frames else None
-                except ValueError as exc:
-                    report.bad.append(BadEntry(stem, f"unsafe class name: {exc}", where))
+        index = index_videos(root_p, skip=[frames_root])
+        jobs: list[VideoJob] = []
+        job_of: dict[str, int] = {}
+        entries: dict[str, list[tuple[str, int]]] = {s: [] for s in rows_by_subset}
+        missing = 0
+        for subset, rows in rows_by_subset.items():
+            for label, yid, start, end, where in rows:
+                if label not in class_ids:
+                    report.bad.append(
+                        BadEntry(f"{yid}_{start:06d}_{end:06d}", f"class {label!r} is not in the train CSV", where)
+                    )
                     continue
-                job_of[key] = len(jobs)
-                jobs.append(VideoJob(src=key, dst=str(dst) if dst else None, key=list_entry_path(src, root_p, False)))
-            entries[subset].append((key, class_ids[label]))
-    report.videos = len(jobs) + missing
+                stem = f"{yid}_{start:06d}_{end:06d}"
+                cands = index.get(stem) or index.get(yid)
+                if not cands:
+                    missing += 1
+                    report.bad.append(BadEntry(stem, "missing", where))
+                    continue
+                src = _pick(cands, subset, root_p)
+                key = str(src)
+                if key not in job_of:
+                    try:
+                        dst = safe_join(frames_root, f"{label_folder(label)}/{src.stem}") if opts.frames else None
+                    except ValueError as exc:
+                        report.bad.append(BadEntry(stem, f"unsafe class name: {exc}", where))
+                        continue
+                    job_of[key] = len(jobs)
+                    jobs.append(
+                        VideoJob(src=key, dst=str(dst) if dst else None, key=list_entry_path(src, root_p, False))
+                    )
+                entries[subset].append((key, class_ids[label]))
+        report.videos = len(jobs) + missing
 
-    results = process_jobs(jobs, report, frames=frames, verify=verify, frames_root=frames_root, short_side=short_side,
-                           jpeg_quality=jpeg_quality, workers=workers, on_start=on_start, on_result=on_result)
-    if frames:
-        report.extraction["missing"] = missing
+        results = process_jobs(jobs, report, opts, frames_root, on_start=on_start, on_result=on_result)
+        if opts.frames:
+            report.extraction["missing"] = missing
+        if opts.shard is not None:  # one machine's part of the frames; the run without --shard writes the lists
+            return report
 
-    for subset, items in entries.items():
-        seen: set[str] = set()
-        vrows, frows = [], []
-        for key, label in items:
-            r = results[job_of[key]]
-            if not r.ok or key in seen:
-                continue
-            seen.add(key)
-            vrows.append((list_entry_path(r.src, out_dir, absolute), label))
-            if frames and r.dst and r.frames > 0:
-                frows.append((list_entry_path(r.dst, out_dir, absolute), r.frames, label))
-        vpath = out_dir / f"{subset}.list"
-        report.lists.append(ListInfo(str(vpath), "videos", write_list(vpath, vrows), subset))
-        if frames:
-            fpath = out_dir / f"{subset}_frames.list"
-            report.lists.append(ListInfo(str(fpath), "frames", write_list(fpath, frows), subset))
-    label_path = out_dir / LABEL_FILE
-    report.lists.append(ListInfo(str(label_path), "labels", write_list(label_path, list(enumerate(folder_names)))))
-    if missing:
-        report.warnings.append(f"{missing} videos listed in the CSVs are missing under {root_p}")
-    return report
+        both = sorted({k for k, _ in entries.get("train", [])} & {k for k, _ in entries.get("val", [])})
+        if both:  # a clip in both subsets inflates validation accuracy
+            report.warnings.append(f"{len(both)} clips are listed in both train and val (e.g. {show(both[0])})")
+        for subset, items in entries.items():
+            rows = [(key, results[job_of[key]], label) for key, label in items]
+            write_subset_lists(
+                report, rows, opts, out_dir, out_dir / f"{subset}.list", out_dir / f"{subset}_frames.list", subset
+            )
+        write_label_list(report, out_dir / LABEL_FILE, folder_names)
+        write_dataset_spec(
+            report, out_dir, opts, {s: out_dir / f"{s}.list" for s in entries}, out_dir / LABEL_FILE, len(classes)
+        )
+        if missing:
+            report.warnings.append(f"{missing} videos listed in the CSVs are missing under {root_p}")
+        return report

@@ -1,0 +1,1 @@
+"""Slow fault-injection tests (run with -m faults)."""
