@@ -202,7 +202,8 @@ def test_decode_workers_overlap_inference_in_order(setup):
     from tsn_cli.data.transforms import IMAGENET_MEAN, IMAGENET_STD
     from tsn_cli.deploy.predict import Predictor
 
-    before = set(glob.glob("/dev/shm/tsn-predict-*"))
+    mine = f"/dev/shm/tsn-predict-{os.getpid()}-*"  # this process's handover folders, not another run's
+    before = set(glob.glob(mine))
     seen, overlapped = [], []
 
     class GilEngine:  # like paddle.inference: holds the GIL while it runs, so only processes can overlap it
@@ -212,7 +213,7 @@ def test_decode_workers_overlap_inference_in_order(setup):
             if not seen:  # input 2 (b.avi) is decoded by a worker while this first run is going on
                 deadline = time.monotonic() + 60
                 while not overlapped and time.monotonic() < deadline:
-                    overlapped.extend(f for d in set(glob.glob("/dev/shm/tsn-predict-*")) - before
+                    overlapped.extend(f for d in set(glob.glob(mine)) - before
                                       for f in glob.glob(os.path.join(d, "2.npy")))
                     time.sleep(0.05)
             seen.append(x.copy())
@@ -229,7 +230,7 @@ def test_decode_workers_overlap_inference_in_order(setup):
     for x, path in zip(seen, (paths[0], paths[2]), strict=True):
         np.testing.assert_array_equal(x, p.preprocess(path)[0])
     if os.path.isdir("/dev/shm"):
-        assert set(glob.glob("/dev/shm/tsn-predict-*")) <= before
+        assert set(glob.glob(mine)) <= before
 
 
 def test_default_decode_workers():

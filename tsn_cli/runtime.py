@@ -145,35 +145,3 @@ def stop_pool(pool, kill: bool) -> None:
                 pass
     pool.shutdown(wait=True, cancel_futures=True)
 
-
-_INTERRUPTED = False
-
-
-def remember_interrupts() -> None:
-    """Make Ctrl-C (SIGINT) leave a flag as well as raise KeyboardInterrupt (see `raise_if_interrupted`).
-
-    A C library that calls back into Python can turn the KeyboardInterrupt into an error of its own: PyAV's
-    interrupt callback, which enforces the per-video time budget, makes FFmpeg stop with "Immediate exit
-    requested". A per-input `except Exception` would then report one bad video and go on with the others.
-    Installed by the CLI entry point; only replaces Python's default handler, in the main thread."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        return
-
-    def _handler(signum, frame):
-        global _INTERRUPTED
-        _INTERRUPTED = True
-        signal.default_int_handler(signum, frame)
-
-    signal.signal(signal.SIGINT, _handler)
-
-
-def raise_if_interrupted(exc: BaseException | None = None) -> None:
-    """Raise KeyboardInterrupt when Ctrl-C was pressed: called where a per-item error is about to be reported, so
-    an interrupt swallowed by a library is not mistaken for a bad input."""
-    if _INTERRUPTED:
-        raise KeyboardInterrupt from exc

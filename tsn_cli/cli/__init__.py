@@ -89,7 +89,7 @@ def _say_interrupted() -> None:
 def main() -> None:
     """Console-script entry point."""
     debug = "--debug" in sys.argv[1:]
-    from tsn_cli.runtime import remember_interrupts
+    from tsn_cli.errors import remember_interrupts
 
     remember_interrupts()
     try:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from tsn_cli import ui
-from tsn_cli.runtime import raise_if_interrupted
+from tsn_cli.errors import raise_if_interrupted
 
 
 def _clock(sec: Optional[float], frame: int) -> str:

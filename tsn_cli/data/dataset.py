@@ -46,8 +46,8 @@ import numpy as np
 from tsn_cli.constants import FRAME_TEMPLATE
 from tsn_cli.data.video import open_source
 from tsn_cli.data.views import load_clip
-from tsn_cli.errors import DataError, DecodeError
-from tsn_cli.runtime import import_paddle, raise_if_interrupted
+from tsn_cli.errors import DataError, DecodeError, raise_if_interrupted
+from tsn_cli.runtime import import_paddle
 
 # not a bare `import paddle`: that would fix the CPU math threads at one before the tool sets them
 paddle = import_paddle()

@@ -29,8 +29,7 @@ from tsn_cli.deploy.artifact import read_meta
 from tsn_cli.deploy.engines import DygraphEngine, choose_backend, make_engine
 from tsn_cli.deploy.prefetch import default_workers, prefetch
 from tsn_cli.engine.metrics import softmax
-from tsn_cli.errors import DecodeError, TsnError, first_line
-from tsn_cli.runtime import raise_if_interrupted
+from tsn_cli.errors import DecodeError, TsnError, first_line, raise_if_interrupted
 from tsn_cli.ui import plain
 
 VIDEO_EXTS = {

@@ -47,11 +47,12 @@ def default_workers(engine_threads: Optional[int], inputs: int) -> int:
 
 
 def shm_dir() -> str:
-    """A private temp folder, in RAM (/dev/shm) when there is one."""
+    """A private temp folder, in RAM (/dev/shm) when there is one, named after this process (tsn-predict-PID-*):
+    what a run left behind can be told from another run's folders."""
     import tempfile
 
     base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    return tempfile.mkdtemp(prefix="tsn-predict-", dir=base)
+    return tempfile.mkdtemp(prefix=f"tsn-predict-{os.getpid()}-", dir=base)
 
 
 def prefetch(items: list, params: dict, workers: int, prepare: Callable) -> Iterator[tuple]:
