@@ -87,7 +87,7 @@ def test_truncated_video_is_scored_and_flagged(setup):
     silently): listed under "warnings" in --json with `prepare check`'s reason and its list line, counted and
     listed in the tables; exit 0 (nothing unreadable). Workers 0 and 1 (the reason found again in the main
     process) say the same."""
-    from tsn_cli.prepare.frames import check_video
+    from tsn_cli.data.probe import check_video
 
     src = Path(setup["paths"][4]).read_bytes()
     cut = setup["root"] / "v_Cut_g09_c01.avi"

@@ -84,7 +84,7 @@ def test_truncated_video_is_predicted_from_its_decodable_frames_and_flagged(setu
     """A 32-frame video cut to 40 % of its bytes is predicted from the frames that decode, never silently: JSON
     `warnings` holds `prepare check`'s reason, its table is marked, the summary line counts it, exit 0. Its scores
     equal those of an intact clip of just those frames (sampling is over what decodes)."""
-    from tsn_cli.prepare.frames import check_video
+    from tsn_cli.data.probe import check_video
 
     full = Path(write_clip(tmp_path / "full.avi", frames=32))
     data = full.read_bytes()

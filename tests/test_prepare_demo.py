@@ -73,13 +73,13 @@ def test_classes_are_learnable_from_single_frames(demo):
     classes (so a TSN can), while clips of a class are not copies of each other (random variation)."""
     import cv2
 
-    from tsn_cli.prepare.frames import _open
+    from tsn_cli.data.probe import open_capture
 
     out, info = demo
     classes = info["classes"]
 
     def feat(path: Path, idx: int) -> np.ndarray:
-        cap = _open(str(path))
+        cap = open_capture(str(path))
         for _ in range(idx + 1):
             ok, frame = cap.read()
         cap.release()

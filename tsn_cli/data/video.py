@@ -160,7 +160,7 @@ class VideoFileSource(FrameSource):
     def _open_decord(self) -> None:
         """The previous path: vet (verify), decord's reader and frame count, and the reach check -- joined to the
         first planned read when the index agrees with decord's count, else now."""
-        from tsn_cli.prepare.frames import container_scan
+        from tsn_cli.data.probe import container_scan
 
         if self._scan is None:
             self._scan = container_scan(self.path, self._budget)
@@ -185,7 +185,7 @@ class VideoFileSource(FrameSource):
         if self._index is not None and self._index.num_frames != self.num_frames:
             self._drop_planner()  # the planner must address the same frames as decord
         if self._verify:
-            from tsn_cli.prepare.frames import truncation_reason
+            from tsn_cli.data.probe import truncation_reason
 
             if truncation_reason(self.num_frames, claimed) is None:
                 # joined to the first read, the planner's or decord's (`_decord_read`): decoding on from the last
@@ -219,7 +219,7 @@ class VideoFileSource(FrameSource):
         """Open and decode the first frame with `prepare check`'s decoder (quiet, unlike decord's C++ log);
         returns the frames the decoder should reach (`Scan.expected`). Raises DecodeError for a file that does
         not decode, VideoTimeout when that takes longer than the budget."""
-        from tsn_cli.prepare.frames import check_video
+        from tsn_cli.data.probe import check_video
 
         probe = check_video(self.path, full=False, budget=self._budget, scan=scan, raise_timeout=True)
         if not probe.ok:
@@ -231,7 +231,7 @@ class VideoFileSource(FrameSource):
         """If the decoder's last frame does not decode, or it indexes fewer frames than the container claims,
         count the frames that really decode (`prepare check`'s full check, within ``budget``: the open's if None)
         and sample over those only."""
-        from tsn_cli.prepare.frames import check_video, truncation_reason
+        from tsn_cli.data.probe import check_video, truncation_reason
 
         try:
             self._reader.get_batch([self.num_frames - 1])
@@ -490,10 +490,10 @@ def open_source(
 def _read_with_cv2(path: str, idx: np.ndarray) -> np.ndarray | None:
     """Fallback decoder: read the video sequentially with OpenCV up to the last wanted frame and keep the
     wanted ones (RGB). None when any wanted frame cannot be read (truncated/corrupt file)."""
-    from tsn_cli.prepare.frames import _cv2, _open
+    from tsn_cli.data.probe import cv2_quiet, open_capture
 
-    cv2 = _cv2()  # quiet FFmpeg logging, as `prepare check`
-    cap = _open(path)
+    cv2 = cv2_quiet()  # quiet FFmpeg logging, as `prepare check`
+    cap = open_capture(path)
     try:
         if not cap.isOpened():
             return None

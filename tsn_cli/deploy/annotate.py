@@ -42,10 +42,10 @@ def check_target(path: Path | str) -> Path:
 
 def _frames_bgr(path: str) -> tuple[Iterator[np.ndarray], float]:
     """Every frame of a video (OpenCV, in order) or frame folder, BGR; and the frame rate (25 if unknown)."""
+    from tsn_cli.data.probe import cv2_quiet, open_capture
     from tsn_cli.data.video import count_frames, decode_image_file
-    from tsn_cli.prepare.frames import _cv2, _open
 
-    cv2 = _cv2()
+    cv2 = cv2_quiet()
     if os.path.isdir(path):
         n = count_frames(path)
 
@@ -55,7 +55,7 @@ def _frames_bgr(path: str) -> tuple[Iterator[np.ndarray], float]:
                 yield cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
         return folder(), 25.0
-    cap = _open(path)
+    cap = open_capture(path)
     if not cap.isOpened():
         raise DecodeError(path, "cannot open for --save-video")
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0)

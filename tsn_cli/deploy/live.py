@@ -62,9 +62,9 @@ class LiveSource:
         self.fps = fps if self.fps_known else DEFAULT_FPS
 
     def _open(self):
-        from tsn_cli.prepare.frames import _cv2
+        from tsn_cli.data.probe import cv2_quiet
 
-        self._cv2 = cv2 = _cv2()  # FFmpeg's own log lines silenced: drops are reported by us
+        self._cv2 = cv2 = cv2_quiet()  # FFmpeg's own log lines silenced: drops are reported by us
         cap = cv2.VideoCapture(int(self.spec)) if not self.network else cv2.VideoCapture(self.spec, cv2.CAP_FFMPEG)
         if not cap.isOpened():
             cap.release()

@@ -218,11 +218,11 @@ class SequentialReader:
     to `source.get` for the rest."""
 
     def __init__(self, source):
-        from tsn_cli.prepare.frames import _cv2, _open
+        from tsn_cli.data.probe import cv2_quiet, open_capture
 
         self.src = source
-        self.cv2 = _cv2()
-        self.cap = _open(source.path) if hasattr(source, "_reader") else None  # videos only, not frame folders
+        self.cv2 = cv2_quiet()
+        self.cap = open_capture(source.path) if hasattr(source, "_reader") else None  # videos only, not frame folders
         self.pos = 0
         if self.cap is not None and not self.cap.isOpened():
             self.close()

@@ -9,13 +9,8 @@ be counted as a frame by tools that count files): a later run with other setting
 folder again and replaces it whole instead of calling it "existing".
 
 Bad videos never raise: `check_video` / `extract_video` return a `VideoResult` with status "bad" and a reason
-(missing, empty, not a video, no decodable frames, truncated, took longer than the time budget). "Truncated" means
-fewer frames decode than the container's packets give (`tsn_cli.data.access.Scan.expected`: its own frame table
-less the pre-roll an edit list hides, or the packets found when it has no table, as WebM/MKV) -- never OpenCV's
-duration x frame-rate estimate, wrong for variable frame rates. A shortfall of up to `TRUNCATION_TOLERANCE` frames
-(or 1 %) is accepted because some encoders' edit lists make the count a frame or two higher than what any decoder
-returns. Each file has one time budget (`tsn_cli.data.budget`) for the packet scan and opening; in the full decode
-no single read may exceed it.
+(missing, empty, not a video, no decodable frames, truncated, took longer than the time budget); what counts as
+truncated, and the per-file time budget, are `tsn_cli.data.probe`'s, shared with eval and predict.
 
 Decoder: OpenCV's `VideoCapture` (FFmpeg) with one decoding thread per process. For a sequential full decode
 it measured as fast as or faster than decord on this machine (bikes.mp4 640x272: 1.97k vs 1.82k frames/s,
@@ -33,11 +28,21 @@ import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from tsn_cli.constants import FRAME_TEMPLATE
+from tsn_cli.data.probe import (
+    TimedReads,
+    VideoResult,
+    check_video,
+    container_scan,
+    cv2_quiet,
+    open_capture,
+    precheck,
+    truncation_reason,
+)
 from tsn_cli.errors import TsnError
 from tsn_cli.runtime import stop_pool
 
@@ -45,7 +50,6 @@ _FRAME_RE = re.compile(r"^img_(\d{5,})\.jpg$")
 TMP_MARK = ".tmp-"
 SETTINGS_FILE = ".tsn-frames.json"  # how frames were written: the frame root's record, and (`.<folder>` + this)
 # each frame folder's, beside it
-TRUNCATION_TOLERANCE = 1
 DEFAULT_JPEG_QUALITY = 95  # cv2.imwrite's default, i.e. what PaddleVideo's extractor writes
 
 
@@ -58,30 +62,6 @@ class VideoJob:
     key: str = ""  # how the entry is named in reports (e.g. the list path); defaults to src
     kind: str = "video"  # "video", or "frames" to check an existing frame folder (src) against `expect`
     expect: int | None = None  # frame count a frames list claims
-
-
-@dataclass
-class VideoResult:
-    """Outcome for one video. status: "extracted", "existing" (complete folder found), "ok" (checked) or "bad"."""
-
-    src: str
-    key: str
-    status: str
-    frames: int = 0
-    claimed: int | None = None
-    reason: str | None = None
-    dst: str | None = None
-    seconds: float = 0.0
-    previous: dict | None = None  # the settings of a folder extracted again because they differed from the run's
-
-    @property
-    def ok(self) -> bool:
-        """True unless the video was found bad."""
-        return self.status != "bad"
-
-    def to_dict(self) -> dict:
-        """Plain dict for JSON output."""
-        return asdict(self)
 
 
 @dataclass
@@ -143,93 +123,6 @@ def safe_join(base: str | os.PathLike, rel: str) -> Path:
     return out
 
 
-# --------------------------------------------------------------------------------------------- decoding
-
-
-def _cv2():
-    """Import cv2 quietly: no 'can't open by name' warnings and no FFmpeg chatter ("moov atom not found")
-    for bad files -- those are reported in our table instead. A user's OPENCV_FFMPEG_LOGLEVEL wins."""
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when the first capture opens
-    import cv2
-
-    try:
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    except AttributeError:  # pragma: no cover - very old OpenCV
-        pass
-    return cv2
-
-
-def _open(path: str, budget=None):
-    """A VideoCapture with one FFmpeg thread (the process pool provides the parallelism). With a `Budget`, FFmpeg's
-    interrupt callback ends the open after the time left and any single read after ``budget.seconds``."""
-    from tsn_cli.fsutil import c_path
-
-    cv2 = _cv2()
-    params = [cv2.CAP_PROP_N_THREADS, 1]
-    if budget is not None:
-        open_ms, read_ms = max(1, int(budget.remaining() * 1000)), max(1, int(budget.seconds * 1000))
-        params += [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, read_ms]
-    with c_path(path) as name:  # FFmpeg opens the file itself, so the name may be released afterwards
-        try:
-            return cv2.VideoCapture(name, cv2.CAP_FFMPEG, params)
-        except (TypeError, cv2.error):  # pragma: no cover - OpenCV without the params overload
-            return cv2.VideoCapture(name)
-
-
-class _Reads:
-    """Times each read of a full decode: a read that ends after the budget's ``seconds`` was stopped by the
-    interrupt callback (OpenCV then reports a plain end of stream), which is a timeout, not the end."""
-
-    def __init__(self, path: str, budget):
-        self.path, self.budget = path, budget
-
-    def __call__(self, read):
-        t0 = time.monotonic()
-        got = read()
-        if not (got[0] if isinstance(got, tuple) else got) and time.monotonic() - t0 >= self.budget.seconds * 0.99:
-            raise self.budget.error(self.path)
-        return got
-
-
-def precheck(path: str) -> str | None:
-    """Cheap file checks before decoding: the reason the file is unusable, or None."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return "missing"
-    except OSError as exc:
-        return f"cannot stat: {exc.strerror or exc}"
-    if not os.path.isfile(path):
-        return "not a file"
-    if st.st_size == 0:
-        return "empty file (0 bytes)"
-    if not os.access(path, os.R_OK):
-        return "not readable (permission denied)"
-    return None
-
-
-def container_scan(path: str, budget):
-    """The container scan (`tsn_cli.data.access.scan_video`) within ``budget``: how many frames the decoder should
-    reach. Raises VideoTimeout."""
-    from tsn_cli.data.access import scan_video
-
-    try:
-        return scan_video(path, budget)
-    except ImportError:  # pragma: no cover - PyAV is a dependency; without it no count is known
-        return None
-
-
-def truncation_reason(decoded: int, claimed: int | None) -> str | None:
-    """The 'truncated' reason if `decoded` falls short of `claimed` by more than the tolerance, else None."""
-    if decoded == 0:
-        return "no decodable frames (not a video, unsupported codec or corrupt)"
-    if claimed is not None:
-        allowed = max(TRUNCATION_TOLERANCE, claimed // 100)
-        if decoded < claimed - allowed:
-            return f"truncated: {decoded} of {claimed} frames decodable"
-    return None
-
-
 def scaled_size(w: int, h: int, short_side: int | None) -> tuple[int, int]:
     """Output (w, h) for a short-side resize with PaddleVideo's rounding; unchanged if short_side is None/equal."""
     if not short_side or min(w, h) == short_side:
@@ -237,57 +130,6 @@ def scaled_size(w: int, h: int, short_side: int | None) -> tuple[int, int]:
     if w <= h:
         return short_side, int(h * short_side / w + 0.5)
     return int(w * short_side / h + 0.5), short_side
-
-
-def check_video(
-    path: str, full: bool = True, key: str = "", budget=None, scan=None, raise_timeout: bool = False
-) -> VideoResult:
-    """Check one video: exists, non-empty, opens, and (full) every frame decodes, with no truncation.
-
-    Truncation is judged by decoder reach: the frames decoded against the frames the container's packets give
-    (`Scan.expected`: its own frame table less hidden pre-roll), never a duration x frame-rate estimate. Opening
-    and the packet scan share the file's time budget (``budget``, a new `Budget` if None); in the full decode no
-    single read may exceed it. ``scan``: a `Scan` already read for this file. ``raise_timeout``: raise VideoTimeout
-    instead of returning it as the reason."""
-    from tsn_cli.data.budget import Budget, VideoTimeout
-
-    t0 = time.perf_counter()
-    res = VideoResult(src=path, key=key or path, status="ok")
-    reason = precheck(path)
-    if reason is None:
-        budget = budget or Budget()
-        try:
-            reason = _decode_check(path, res, full, budget, scan)
-        except VideoTimeout as exc:
-            if raise_timeout:
-                raise
-            reason = exc.reason
-    if reason:
-        res.status, res.reason = "bad", reason
-    res.seconds = time.perf_counter() - t0
-    return res
-
-
-def _decode_check(path: str, res: VideoResult, full: bool, budget, scan) -> str | None:
-    scan = scan if scan is not None else container_scan(path, budget)
-    cap = _open(path, budget)
-    try:
-        if not cap.isOpened():
-            budget.check(path)
-            return "cannot open: not a video or unsupported format"
-        res.claimed = scan.expected if scan is not None else None
-        read = _Reads(path, budget)
-        if full:
-            n = 0
-            while read(cap.grab):  # grab() decodes without converting to BGR: enough to prove decodability
-                n += 1
-        else:
-            n = 1 if read(cap.grab) else 0
-            budget.check(path)  # quick checks (and eval/predict's vetting) are within the budget as a whole
-        res.frames = n
-        return truncation_reason(n, res.claimed if full else None)
-    finally:
-        cap.release()
 
 
 def _first_gap(folder: str | os.PathLike) -> str:
@@ -406,7 +248,7 @@ def extract_video(job: VideoJob, opts: ExtractOptions | None = None) -> VideoRes
     for output problems (disk full, permission), which the caller turns into a real failure.
     """
     opts = opts or ExtractOptions()
-    cv2 = _cv2()
+    cv2 = cv2_quiet()
     t0 = time.perf_counter()
     assert job.dst is not None
     dst = Path(job.dst)
@@ -442,8 +284,8 @@ def extract_video(job: VideoJob, opts: ExtractOptions | None = None) -> VideoRes
     remove_stale_tmp(dst)
     tmp = _make_tmp(dst)
     params = [cv2.IMWRITE_JPEG_QUALITY, int(opts.jpeg_quality)]
-    cap = _open(job.src, budget)
-    read = _Reads(job.src, budget)
+    cap = open_capture(job.src, budget)
+    read = TimedReads(job.src, budget)
     n = 0
     try:
         if not cap.isOpened():
@@ -519,14 +361,14 @@ def _worker_init() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    cv2 = _cv2()
+    cv2 = cv2_quiet()
     cv2.setNumThreads(1)
 
 
 def check_frame_dir(folder: str, expect: int | None, full: bool = True, key: str = "") -> VideoResult:
     """Check a frame folder from a frames list: exists, frames are exactly img_00001..img_N, N matches the
     list, every JPEG is non-empty and ends with the JPEG end marker (full), and first/middle/last decode."""
-    cv2 = _cv2()
+    cv2 = cv2_quiet()
     t0 = time.perf_counter()
     res = VideoResult(src=folder, key=key or folder, status="ok", claimed=expect)
     reason = None
@@ -618,7 +460,7 @@ def run_jobs(
 
     try:
         if workers <= 1 or len(jobs) <= 1:
-            cv2 = _cv2()
+            cv2 = cv2_quiet()
             threads = cv2.getNumThreads()
             cv2.setNumThreads(1)
             try:
