@@ -6,10 +6,9 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.helpers_cli import run_tsn
 from tests.helpers_data import write_video
 
 _CACHE: dict[str, Path] = {}
@@ -23,12 +22,10 @@ runtime: {{workers: 0, output: out}}
 """
 
 
-def cli(*args, cwd=None, env=None, timeout=300, **kw):
-    """Run `python -m tsn_cli ARGS` (bytes output, for escape-sequence checks); returns CompletedProcess."""
-    e = dict(os.environ, COLUMNS="200", OMP_NUM_THREADS="2", GLOG_minloglevel="2")
-    e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "tsn_cli", *map(str, args)], cwd=cwd, capture_output=True,
-                          timeout=timeout, env=e, **kw)
+def cli(*args, cwd=None, env=None, timeout=300):
+    """Run the `tsn` CLI with ARGS (`run_tsn`; bytes output, for escape-sequence checks); returns CompletedProcess."""
+    return run_tsn(*args, cwd=cwd, timeout=timeout, text=False,
+                   env={"COLUMNS": "200", "OMP_NUM_THREADS": "2", "GLOG_minloglevel": "2", **(env or {})})
 
 
 def text(proc) -> tuple[str, str]:

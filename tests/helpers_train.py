@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from tests.helpers_cli import REPO
+from tests.helpers_cli import REPO, run_tsn
 
 
 def make_tiny_data(root: Path, per_class_train: int = 4, per_class_val: int = 2) -> dict:
@@ -51,11 +51,11 @@ def run_train(*args, env=None, timeout=300, fault: str | None = None):
     `fault` ("SIGKILL:2:1": signal, 1-based epoch and batch) runs it through tests/train_harness.py, which sends
     the process that signal right after that optimizer step.
     """
-    e = dict(os.environ, COLUMNS="100", OMP_NUM_THREADS="1", GLOG_minloglevel="2")
-    e.update(env or {})
-    entry = ["tests.train_harness", "--fault", fault] if fault else ["tsn_cli"]
-    return subprocess.run([sys.executable, "-m", *entry, "train", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=e, cwd=REPO)
+    startup = {"COLUMNS": "100", "OMP_NUM_THREADS": "1", "GLOG_minloglevel": "2", **(env or {})}
+    if not fault:
+        return run_tsn("train", *args, cwd=REPO, timeout=timeout, env=startup)
+    return subprocess.run([sys.executable, "-m", "tests.train_harness", "--fault", fault, "train", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=dict(os.environ, **startup), cwd=REPO)
 
 
 def weights(path: Path) -> dict[str, np.ndarray]:

@@ -4,12 +4,10 @@ folder, and `--gpus` checked before Paddle's launcher runs (issue 12, items 3, 5
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
+from tests.helpers_cli import run_tsn
 from tests.helpers_train import make_tiny_data, write_tiny_config
 
 CHAIN_CONFIG = """model: {depth: 18, num_classes: 2, seg_num: 2}
@@ -24,11 +22,9 @@ DEMO = ("--num-classes", "2", "--videos-per-class", "8", "--frames", "4")
 
 
 def tsn_as(*args, cwd, umask=None, timeout=600):
-    """`python -m tsn_cli ARGS` in a subprocess, optionally under `umask` (text output)."""
-    env = dict(os.environ, COLUMNS="1000", OMP_NUM_THREADS="1", GLOG_minloglevel="2")  # rich wraps at the width
-    pre = (lambda: os.umask(umask)) if umask is not None else None
-    return subprocess.run([sys.executable, "-m", "tsn_cli", *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env, preexec_fn=pre)
+    """The `tsn` CLI with ARGS (`run_tsn`), optionally under `umask` (text output)."""
+    env = {"COLUMNS": "1000", "OMP_NUM_THREADS": "1", "GLOG_minloglevel": "2"}  # rich wraps at the width
+    return run_tsn(*args, cwd=cwd, timeout=timeout, env=env, umask=umask)
 
 
 def ok(proc):
