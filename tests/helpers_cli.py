@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import glob
 import json
 import os
 import socket
@@ -103,3 +104,23 @@ def _warm(startup: dict) -> _Warm:
         if key not in _WARM or _WARM[key].proc.poll() is not None:
             _WARM[key] = _Warm(startup)
         return _WARM[key]
+
+
+def children(pid: int) -> list[int]:
+    """The pids of the live children of process `pid`."""
+    out = []
+    for f in glob.glob(f"/proc/{pid}/task/*/children"):
+        try:
+            out += [int(c) for c in open(f).read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie waiting for its reaper is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.helpers_cli import REPO
+from tests.helpers_cli import REPO, children, running
 from tests.helpers_data import write_frames
 from tests.helpers_deploy import TOP_CLASS, write_clip
 
@@ -32,8 +32,9 @@ def _lines(path):
 
 
 def test_results_resume_after_kill(tiny_export, tsn, clips, tmp_path):
-    """Killed mid-job (and a half-written last line added): the rerun drops the partial line, skips the
-    recorded inputs, predicts the rest, and the file ends with every input once, equal to a clean run."""
+    """Killed mid-job (and a half-written last line added): its decode workers leave with it, the rerun drops the
+    partial line, skips the recorded inputs, predicts the rest, and the file ends with every input once, equal to
+    a clean run."""
     res = tmp_path / "results.jsonl"
     # many views per clip keep the job running long enough to be killed in the middle
     args = ["predict", clips, "--model", tiny_export.dir, "--seg-num", "10", "--crops", "10", "--results"]
@@ -45,9 +46,15 @@ def test_results_resume_after_kill(tiny_export, tsn, clips, tmp_path):
             if res.exists() and res.read_text().count("\n") >= 3:
                 break
             time.sleep(0.02)
+        kids = children(proc.pid)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
+    assert kids, "no decode worker was running"
+    deadline = time.monotonic() + 20  # a worker checks for its parent every second
+    while any(running(k) for k in kids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [k for k in kids if running(k)], "a decode worker outlived the killed run"
     before = _lines(res)
     assert 3 <= len(before) < N_CLIPS, f"the job was not killed mid-way ({len(before)} lines)"
     with res.open("ab") as fh:

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.helpers_cli import REPO
+from tests.helpers_cli import REPO, children, running
 from tests.helpers_deploy import bikes, write_clip
 
 
@@ -82,25 +82,6 @@ def test_decode_workers_usage_errors(tiny_export, videos, tsn):
     assert r.returncode == 2
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for f in glob.glob(f"/proc/{pid}/task/*/children"):
-        try:
-            out += [int(c) for c in open(f).read().split()]
-        except OSError:
-            pass
-    return out
-
-
-def _running(pid: int) -> bool:
-    """Whether `pid` is a live process (a zombie waiting for its reaper is not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_ctrl_c_mid_run_exits_cleanly(tiny_export, tmp_path):
     """SIGINT while the workers decode: exit 130, no traceback, no worker (or handover folder) left behind."""
     many = tmp_path / "many"
@@ -113,9 +94,9 @@ def test_ctrl_c_mid_run_exits_cleanly(tiny_export, tmp_path):
          "2", "--seg-num", "25", "--crops", "10", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 120
-    while len(_children(proc.pid)) < 2 and proc.poll() is None and time.monotonic() < deadline:
+    while len(children(proc.pid)) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    kids = _children(proc.pid)
+    kids = children(proc.pid)
     assert len(kids) >= 2 and proc.poll() is None, "the decode workers never started"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
@@ -123,7 +104,7 @@ def test_ctrl_c_mid_run_exits_cleanly(tiny_export, tmp_path):
     assert "Traceback" not in err and "Error" not in err, err
     assert err.rstrip().endswith("interrupted"), err[-500:]  # said, not a silent exit
     deadline = time.monotonic() + 30  # the resource tracker leaves when it sees its parent's pipe close
-    while any(_running(k) for k in kids) and time.monotonic() < deadline:
+    while any(running(k) for k in kids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [k for k in kids if _running(k)], "a child process outlived the run"
+    assert not [k for k in kids if running(k)], "a child process outlived the run"
     assert not glob.glob(f"/dev/shm/tsn-predict-{proc.pid}-*"), "the run left its handover folder behind"

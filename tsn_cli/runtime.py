@@ -145,3 +145,23 @@ def stop_pool(pool, kill: bool) -> None:
                 pass
     pool.shutdown(wait=True, cancel_futures=True)
 
+
+
+def exit_with_parent(poll: float = 1.0) -> None:
+    """End this worker process when its parent dies (a `kill -9` of `tsn`, the OOM killer).
+
+    A pool worker blocked on its task queue never sees the queue close -- it holds a writing end of that pipe
+    itself -- so without this it outlives a killed parent for good, with its decoder and clip in memory. A daemon
+    thread compares the parent pid every `poll` seconds and leaves with `os._exit` when the worker has been
+    re-parented."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def _watch():
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os._exit(1)
+
+    threading.Thread(target=_watch, name="tsn-exit-with-parent", daemon=True).start()

@@ -26,6 +26,7 @@ import numpy as np
 from tsn_cli.data.sampling import segment_indices
 from tsn_cli.deploy.timeline import Span, window_scores
 from tsn_cli.errors import DecodeError, first_line
+from tsn_cli.runtime import exit_with_parent
 
 NETWORK_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 DEFAULT_FPS = 25.0  # when a stream does not say (then spans in seconds assume it, and a message says so)
@@ -180,6 +181,7 @@ def _reader_main(conn, spec: str, reconnect: int, retry_wait: float) -> None:
     import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops us
+    exit_with_parent()  # ... and a killed parent must not leave us reading the stream for good
     cond = threading.Condition()
     messages: list[str] = []
 

@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from tsn_cli.runtime import stop_pool
+from tsn_cli.runtime import exit_with_parent, stop_pool
 
 # The default never starts more workers than this: each holds a decoder and up to one clip (150 MB at 25x10).
 MAX_AUTO_WORKERS = 4
@@ -158,10 +158,11 @@ _WORKER: dict = {}
 
 def _init(params: dict, out_dir: str) -> None:
     """Worker setup: the engine-less Predictor that decodes, OpenCV and the video decoder on one thread each,
-    Ctrl-C left to the parent."""
+    Ctrl-C left to the parent, gone when the parent is."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with_parent()
     try:
         import cv2
 

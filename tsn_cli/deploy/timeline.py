@@ -418,7 +418,9 @@ def _views_worker(path: str, parts: list, params: dict, out_dir: str, q) -> None
     from types import SimpleNamespace
 
     from tsn_cli.data.video import open_source
+    from tsn_cli.runtime import exit_with_parent
 
+    exit_with_parent()
     try:
         import cv2
 

@@ -44,7 +44,7 @@ from tsn_cli.data.probe import (
     truncation_reason,
 )
 from tsn_cli.errors import TsnError
-from tsn_cli.runtime import stop_pool
+from tsn_cli.runtime import exit_with_parent, stop_pool
 
 _FRAME_RE = re.compile(r"^img_(\d{5,})\.jpg$")
 TMP_MARK = ".tmp-"
@@ -361,6 +361,7 @@ def _worker_init() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with_parent()  # a killed `tsn prepare` leaves no worker behind
     cv2 = cv2_quiet()
     cv2.setNumThreads(1)
 
