@@ -46,10 +46,10 @@ def write_tiny_config(path: Path, data: dict, output: Path, *, epochs: int = 2, 
 
 
 def run_train(*args, env=None, timeout=300, fault: str | None = None):
-    """`python -m tsn_cli train ...` in a subprocess; returns CompletedProcess (text).
+    """`tsn train ...` through `run_tsn` (a warm parent with one math thread); returns CompletedProcess (text).
 
-    `fault` ("SIGKILL:2:1": signal, 1-based epoch and batch) runs it through tests/train_harness.py, which sends
-    the process that signal right after that optimizer step.
+    `fault` ("SIGKILL:2:1": signal, 1-based epoch and batch) runs it in a fresh interpreter through
+    tests/train_harness.py, which sends the process that signal right after that optimizer step.
     """
     startup = {"COLUMNS": "100", "OMP_NUM_THREADS": "1", "GLOG_minloglevel": "2", **(env or {})}
     if not fault:

@@ -367,12 +367,10 @@ class Predictor:
         """(path, x, timings, warnings, error) for one input; a bad input is reported, never raised."""
         try:
             return (path, *self.preprocess(path), None)
-        except DecodeError as exc:
-            raise_if_interrupted(exc)
-            return (path, None, {}, [], exc.reason)
         except Exception as exc:  # noqa: BLE001 - a bad input is reported, never a crash
             raise_if_interrupted(exc)
-            return (path, None, {}, [], f"{type(exc).__name__}: {first_line(exc)}")
+            reason = exc.reason if isinstance(exc, DecodeError) else f"{type(exc).__name__}: {first_line(exc)}"
+            return (path, None, {}, [], reason)
 
     def _view_params(self) -> dict:
         """The view settings, to rebuild an engine-less Predictor in the prefetch process."""
